@@ -1,0 +1,67 @@
+"""One environment of the application: read the validated configuration, declare it, export it."""
+
+import pulumi
+
+from components.app import AppService, AppServiceArgs, application_environment
+from components.database import Database, DatabaseArgs
+from components.isolation import fingerprint
+from components.isolation_check import IsolationCheck, IsolationCheckArgs
+from components.networks import EnvironmentNetworks, NetworksArgs
+from components.redis import Redis, RedisArgs
+from components.secrets import EnvironmentSecrets, EnvironmentSecretsArgs
+from components.stack_config import load_stack_config
+
+stack = load_stack_config()
+settings = stack.settings
+name = settings.prefix
+
+secrets = EnvironmentSecrets(name, EnvironmentSecretsArgs(given=stack.secrets))
+networks = EnvironmentNetworks(name, NetworksArgs(settings=settings))
+database = Database(
+    f"{name}-db",
+    DatabaseArgs(
+        settings=settings,
+        password=secrets.values["database_password"],
+        internal_network=networks.internal_name,
+    ),
+)
+redis = Redis(f"{name}-redis", RedisArgs(settings=settings, internal_network=networks.internal_name))
+
+plain_environment, secret_environment = application_environment(
+    settings, database.url, redis.url, secrets.values
+)
+services = {
+    service: AppService(
+        f"{name}-{service}",
+        AppServiceArgs(
+            settings=settings,
+            service=service,
+            plain_environment=plain_environment,
+            secret_environment=secret_environment,
+            networks=[networks.internal_name, networks.edge_name],
+            depends_on=[database.container, redis.container],
+        ),
+    )
+    for service in settings.services
+}
+
+isolation_fingerprint = secrets.hashes().apply(lambda hashes: fingerprint(settings, hashes))
+if settings.isolation.peer_stack:
+    IsolationCheck(
+        f"{name}-isolation",
+        IsolationCheckArgs(
+            stack_name=pulumi.get_stack(),
+            peer_stack=settings.isolation.peer_stack,
+            mine=isolation_fingerprint,
+        ),
+    )
+
+pulumi.export("environment", settings.environment)
+pulumi.export("isolation_fingerprint", isolation_fingerprint)
+pulumi.export("database_url", database.url)
+if database.host_url is not None:
+    pulumi.export("database_host_url", database.host_url)
+pulumi.export(
+    "services",
+    {service: {"container": app.container.name} for service, app in services.items()},
+)

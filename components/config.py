@@ -1,0 +1,533 @@
+"""The validated configuration of one environment (one Pulumi stack).
+
+Every setting lives under the project's config namespace (``makapix:<concern>``); structured
+settings are objects in the stack file.  Defaults live in this module (``environment_defaults``)
+and a stack file holds only what differs.  How a stack value overrides a default is one rule,
+applied by ``merge_settings``:
+
+    maps merge key by key (recursively); every other value — lists included — replaces.
+
+So ``makapix:services: {worker: {concurrency: 8}}`` changes only the worker's concurrency, while
+``makapix:services: {worker: {queues: [cpu]}}`` replaces the whole queue list.
+
+Secrets are never part of this model: they are ``secure:`` stack values read as Pulumi secrets
+(``SECRET_KEYS``) or generated per stack by the components (pulumi-random).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+Environment = Literal["production", "development"]
+
+# Secret config keys (``pulumi config set --secret makapix:<key>``); each optional unless noted.
+SECRET_KEYS = {
+    "jwt_secret": "JWT signing key; generated per stack when not given",
+    "database_password": "password of the application's PostgreSQL role; generated when not given",
+    "github_oauth_client_secret": "the GitHub OAuth app's client secret (required once OAuth is used)",
+    "resend_api_key": "API key of the email service",
+    "admin_password": "password of the application's admin user; generated when not given",
+}
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)([a-z0-9-]{1,63}(?<!-)\.)+[a-z]{2,63}$")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_MEMORY = re.compile(r"^(\d+)([KMG])$")
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_SSH_HOST = re.compile(r"^ssh://([a-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+def _domain(value: str) -> str:
+    if not _DOMAIN.match(value):
+        raise ValueError(f"{value!r} is not a DNS name; a valid value looks like 'development.makapix.club'")
+    return value
+
+
+def _identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(
+            f"{value!r} is not a plain lower-case SQL identifier; a valid value looks like 'makapix_dev'"
+        )
+    return value
+
+
+def _image(value: str) -> str:
+    if not _IMAGE.match(value) or (":" not in value.split("/")[-1] and "@" not in value):
+        raise ValueError(
+            f"{value!r} is not a pinned image reference; give a tag or a digest, "
+            "e.g. 'postgres:17.2' or 'ghcr.io/makapix/api@sha256:<64 hex digits>'"
+        )
+    if value.split("@")[0].endswith(":latest"):
+        raise ValueError(f"{value!r} uses the moving tag 'latest'; pin a version or a digest")
+    return value
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/") or "/../" in value + "/" or "\0" in value:
+        raise ValueError(f"{value!r} is not an absolute path on the host; e.g. '/mnt/vault-dev'")
+    return value.rstrip("/") or "/"
+
+
+def _memory(value: str) -> str:
+    match = _MEMORY.match(value)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(
+            f"{value!r} is not a memory size; give a positive whole number with K, M or G, e.g. '512M'"
+        )
+    return value
+
+
+DomainName = Annotated[str, AfterValidator(_domain)]
+Identifier = Annotated[str, AfterValidator(_identifier)]
+Image = Annotated[str, AfterValidator(_image)]
+HostPath = Annotated[str, AfterValidator(_absolute_path)]
+Memory = Annotated[str, AfterValidator(_memory)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def memory_bytes(size: str) -> int:
+    """Bytes of a memory size such as '512M' (binary units, as Docker reads them)."""
+    match = _MEMORY.match(size)
+    assert match, size
+    return int(match.group(1)) * {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[match.group(2)]
+
+
+class Settings(BaseModel):
+    """Base of every settings model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Resources(Settings):
+    """Docker resource limits of one container (004 §11)."""
+
+    cpus: float = Field(gt=0, le=256, examples=[1.0])
+    memory: Memory = Field(examples=["512M"])
+    memory_reservation: Memory | None = Field(default=None, examples=["256M"])
+
+    @model_validator(mode="after")
+    def _reservation_within_limit(self) -> Resources:
+        if self.memory_reservation and memory_bytes(self.memory_reservation) > memory_bytes(self.memory):
+            raise ValueError(
+                f"memory_reservation {self.memory_reservation} is above the memory limit {self.memory}"
+            )
+        return self
+
+
+class DomainSettings(Settings):
+    """Public names of the environment (004 §9 ROOT_DOMAIN, WEB_DOMAIN, BASE_URL, VAULT_DOMAIN)."""
+
+    root: DomainName = Field(examples=["makapix.club"])
+    web: DomainName | None = Field(default=None, examples=["development.makapix.club"])
+    vault: DomainName | None = Field(default=None, examples=["vault-dev.makapix.club"])
+
+    @property
+    def web_domain(self) -> str:
+        return self.web or self.root
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{self.web_domain}"
+
+
+class DatabaseSettings(Settings):
+    """PostgreSQL of the environment (004 §3, §11; 000)."""
+
+    # dedicated: a server container per environment (004 §3). shared: one server for both
+    # environments, owned by the production stack, a database (or table prefix) each (004 §3 alt., 000).
+    mode: Literal["dedicated", "shared"] = "dedicated"
+    name: Identifier = Field(examples=["makapix_dev"])
+    table_prefix: str = Field(default="", pattern=r"^([a-z][a-z0-9_]*_)?$", examples=["dev_"])
+    user: Identifier = Field(default="makapix", examples=["makapix"])
+    # Published on the host's loopback only, for the sampler and backups (never on 0.0.0.0).
+    host_port: Port | None = Field(default=None, examples=[55433])
+    tuning: dict[str, str] = Field(default_factory=dict, examples=[{"shared_buffers": "128MB"}])
+
+    @field_validator("tuning")
+    @classmethod
+    def _tuning_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for flag, setting in value.items():
+            if not re.match(r"^[a-z_][a-z0-9_.]*$", flag) or not setting or "\n" in setting:
+                raise ValueError(f"{flag}={setting!r} is not a PostgreSQL setting; e.g. work_mem: 4MB")
+        return value
+
+
+class RedisSettings(Settings):
+    """Redis: broker, results and cache (000: a DB index per environment on a shared server)."""
+
+    mode: Literal["dedicated", "shared"] = "dedicated"
+    db_index: int = Field(default=0, ge=0, le=15, examples=[0])
+
+
+class MqttSettings(Settings):
+    """MQTT broker (004 §7): a broker per environment, or one shared broker with topic prefixes."""
+
+    mode: Literal["dedicated", "shared"] = "dedicated"
+    public_port: Port = Field(examples=[8884])
+    topic_prefix: str = Field(pattern=r"^[A-Za-z0-9_-]+$", examples=["makapix-dev"])
+    username: str = Field(pattern=r"^[A-Za-z0-9_-]+$", examples=["makapix-dev-api"])
+
+
+class VaultSettings(Settings):
+    """The file vault on the host (004 §5, §9 VAULT_HOST_PATH)."""
+
+    host_path: HostPath = Field(examples=["/mnt/vault-dev"])
+    container_path: HostPath = "/vault"
+
+
+class OAuthSettings(Settings):
+    """The environment's own GitHub OAuth app (004 §8); its secret is ``makapix:github_oauth_client_secret``."""
+
+    github_client_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]{4,64}$", examples=["Ov23xxDEV"]
+    )
+    # Derived from the web domain when not given; a given one must match it.
+    redirect_uri: str | None = Field(
+        default=None, examples=["https://development.makapix.club/api/auth/github/callback"]
+    )
+
+
+class EmailSettings(Settings):
+    """Outgoing email (004 §9 RESEND_FROM_EMAIL)."""
+
+    from_address: str = Field(pattern=_EMAIL.pattern, examples=["noreply@dev-notification.makapix.club"])
+
+
+class ServiceSettings(Settings):
+    """One application container: the api, the web front end or a Celery worker."""
+
+    image: Image = Field(examples=["ghcr.io/makapix/api:1.4.2"])
+    command: list[str] | None = Field(default=None, examples=[["gunicorn", "app:app"]])
+    # Port the service listens on inside its container; None for workers.
+    port: Port | None = Field(default=None, examples=[8000])
+    # Path prefix Caddy routes to the service ("/" = everything else); None = not routed.
+    route: str | None = Field(default=None, pattern=r"^/([a-z0-9_-]+)?$", examples=["/api"])
+    healthcheck: list[str] | None = Field(default=None, examples=[["CMD", "true"]])
+    resources: Resources
+    # Celery workers only: queues and concurrency (000 "Celery Workers").
+    queues: list[str] = Field(default_factory=list, examples=[["celery", "cpu", "gpu"]])
+    concurrency: int | None = Field(default=None, ge=1, le=512, examples=[2])
+    environment: dict[str, str] = Field(default_factory=dict, examples=[{"LOG_LEVEL": "info"}])
+
+    @field_validator("environment")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.match(r"^[A-Z_][A-Z0-9_]*$", name):
+                raise ValueError(f"{name!r} is not an environment variable name; e.g. LOG_LEVEL")
+        return value
+
+
+class RemoteWorker(Settings):
+    """A Celery worker on another host, reached by a Docker provider over ssh (000 remote GPU workers)."""
+
+    name: str = Field(pattern=_NAME.pattern, examples=["gpu1"])
+    docker_host: str = Field(pattern=_SSH_HOST.pattern, examples=["ssh://deploy@10.8.0.5"])
+    queues: list[str] = Field(default_factory=lambda: ["gpu"], examples=[["gpu"]])
+    concurrency: int = Field(default=1, ge=1, le=512)
+    gpus: str | None = Field(default=None, examples=["all"])
+
+
+class EdgeSettings(Settings):
+    """The shared Caddy (caddy-docker-proxy) that routes both environments by domain (004 §2, §6)."""
+
+    # own: this stack runs the Caddy container and the edge network of every environment it serves;
+    # attach: this stack's web/api join the edge network made by the owner.
+    caddy: Literal["own", "attach"]
+    serves: list[str] = Field(default_factory=lambda: ["prod", "dev"], examples=[["prod", "dev"]])
+    strip_api_prefix: bool = False
+    block_crawlers: bool
+    http_port: Port = 80
+    https_port: Port = 443
+    image: Image = "lucaslorentz/caddy-docker-proxy:2.9.1-alpine"
+
+
+class IsolationSettings(Settings):
+    """How the dev stack checks itself against the prod stack before deploying."""
+
+    # Stack whose exported isolation fingerprint this stack must not collide with (None: no check).
+    peer_stack: str | None = Field(default=None, examples=["organization/makapix/prod"])
+
+
+class SamplingSettings(Settings):
+    """The development database is filled from production by the sampler (004 §4-5)."""
+
+    enabled: bool = False
+    config_file: str = Field(default="sampling/makapix.yaml", examples=["sampling/makapix.yaml"])
+    fraction: float = Field(default=0.1, gt=0, le=1, examples=[0.1])
+    seed: int = Field(default=1, ge=0, examples=[1])
+    # Change this value to force a new sampling run on the next `pulumi up`.
+    refresh: str = Field(default="", examples=["2026-11-22"])
+    source_stack: str = Field(default="prod", examples=["organization/makapix/prod"])
+
+
+class MonitoringSettings(Settings):
+    """Alerting thresholds exported for monitoring (004 §12)."""
+
+    api_latency_p99_seconds: float = Field(default=0.5, gt=0, examples=[0.5])
+    database_connections_ratio: float = Field(default=0.8, gt=0, le=1, examples=[0.8])
+    vault_disk_ratio: float = Field(default=0.8, gt=0, le=1, examples=[0.8])
+    container_limit_ratio: float = Field(default=1.0, gt=0, le=1, examples=[1.0])
+
+
+class Images(Settings):
+    """Images of the infrastructure containers (the app images are per service)."""
+
+    postgres: Image = "postgres:17.2-alpine"
+    redis: Image = "redis:7.4-alpine"
+    mosquitto: Image = "eclipse-mosquitto:2.0.20"
+
+
+class EnvironmentConfig(Settings):
+    """Everything that makes one environment of the application; one stack, one of these."""
+
+    project: str = Field(default="makapix", pattern=_NAME.pattern, examples=["makapix"])
+    environment: Environment = Field(examples=["development"])
+    # Short name carried by every container, volume and network: makapix-<name>-db.
+    name: str = Field(pattern=_NAME.pattern, examples=["dev"])
+    domain: DomainSettings
+    database: DatabaseSettings
+    redis: RedisSettings
+    mqtt: MqttSettings
+    vault: VaultSettings
+    oauth: OAuthSettings = OAuthSettings()
+    email: EmailSettings
+    images: Images = Images()
+    services: dict[str, ServiceSettings]
+    # Resource limits of the infrastructure containers (db, redis, mqtt).
+    resources: dict[Literal["db", "redis", "mqtt"], Resources]
+    remote_workers: list[RemoteWorker] = Field(default_factory=list)
+    edge: EdgeSettings
+    isolation: IsolationSettings = IsolationSettings()
+    sampling: SamplingSettings = SamplingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, value: dict[str, ServiceSettings]) -> dict[str, ServiceSettings]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"{name!r} is not a service name; e.g. 'api' or 'worker'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnvironmentConfig:
+        if self.oauth.redirect_uri is not None and self.oauth.redirect_uri != self.github_redirect_uri:
+            raise ValueError(
+                f"oauth.redirect_uri {self.oauth.redirect_uri!r} does not match this environment's domain; "
+                f"it must be {self.github_redirect_uri!r} (or leave it out to derive it)"
+            )
+        if self.remote_workers and self.environment != "production":
+            raise ValueError(
+                "remote_workers are declared by a development stack; remote workers join production only "
+                "(000 'Remote GPU/CPU Workers'): remove them from this stack"
+            )
+        if self.sampling.enabled and self.environment == "production":
+            raise ValueError(
+                "sampling.enabled is true on a production stack; only development is sampled into"
+            )
+        if self.database.table_prefix and self.database.mode != "shared":
+            raise ValueError("database.table_prefix is set but database.mode is not 'shared'")
+        routed = [name for name, service in self.services.items() if service.route is not None]
+        for name in routed:
+            if self.services[name].port is None:
+                raise ValueError(f"services.{name} has a route but no port")
+        return self
+
+    # Derived names: every container, volume and network carries project and environment.
+    @property
+    def prefix(self) -> str:
+        return f"{self.project}-{self.name}"
+
+    def container_name(self, service: str) -> str:
+        return f"{self.prefix}-{service}"
+
+    def volume_name(self, volume: str) -> str:
+        return f"{self.prefix}_{volume}"
+
+    def network_name(self, role: str) -> str:
+        return f"{self.prefix}-{role}"
+
+    @property
+    def github_redirect_uri(self) -> str:
+        return f"{self.domain.base_url}/api/auth/github/callback"
+
+
+def environment_defaults(environment: str, name: str | None = None) -> dict[str, Any]:
+    """Defaults in code for one environment; a stack file overrides only what differs."""
+    production = environment == "production"
+    name = name or ("prod" if production else "dev")
+    limits = _PRODUCTION_LIMITS if production else _DEVELOPMENT_LIMITS
+    app_image = "ghcr.io/makapix/{}:1.0.0"
+    return {
+        "project": "makapix",
+        "name": name,
+        "database": {
+            "mode": "dedicated",
+            "name": "makapix" if production else "makapix_dev",
+            "host_port": 55432 if production else 55433,
+            "tuning": {} if production else dict(_DEVELOPMENT_TUNING),
+        },
+        "redis": {"mode": "dedicated", "db_index": 1 if production else 0},
+        "mqtt": {
+            "mode": "dedicated",
+            "public_port": 8883 if production else 8884,
+            "topic_prefix": "makapix" if production else "makapix-dev",
+            "username": "makapix-api" if production else "makapix-dev-api",
+        },
+        "services": {
+            "api": {
+                "image": app_image.format("api"),
+                "port": 8000,
+                "route": "/api",
+                "healthcheck": [
+                    "CMD-SHELL",
+                    "wget -qO- http://127.0.0.1:8000/api/health >/dev/null || exit 1",
+                ],
+                "resources": limits["api"],
+            },
+            "web": {
+                "image": app_image.format("web"),
+                "port": 3000,
+                "route": "/",
+                "healthcheck": ["CMD-SHELL", "wget -qO- http://127.0.0.1:3000/ >/dev/null || exit 1"],
+                "resources": limits["web"],
+            },
+            "worker": {
+                "image": app_image.format("api"),
+                "command": ["celery", "-A", "app.tasks.celery_app", "worker", "--loglevel=info"],
+                "queues": ["celery", "cpu", "gpu"],
+                "concurrency": 4 if production else 1,
+                "resources": limits["worker"],
+            },
+        },
+        "resources": {service: limits[service] for service in ("db", "redis", "mqtt")},
+        "edge": {"caddy": "own" if production else "attach", "block_crawlers": not production},
+        "isolation": {"peer_stack": None if production else "prod"},
+        "sampling": {"enabled": not production},
+    }
+
+
+# 004 §11: development limits; production gets room to breathe on a shared host.
+_DEVELOPMENT_LIMITS: dict[str, dict[str, Any]] = {
+    "api": {"cpus": 1.0, "memory": "512M", "memory_reservation": "256M"},
+    "web": {"cpus": 0.5, "memory": "256M"},
+    "worker": {"cpus": 1.0, "memory": "1G"},
+    "db": {"cpus": 1.0, "memory": "1G"},
+    "redis": {"cpus": 0.5, "memory": "256M"},
+    "mqtt": {"cpus": 0.25, "memory": "128M"},
+}
+_PRODUCTION_LIMITS: dict[str, dict[str, Any]] = {
+    "api": {"cpus": 2.0, "memory": "2G", "memory_reservation": "512M"},
+    "web": {"cpus": 1.0, "memory": "1G"},
+    "worker": {"cpus": 2.0, "memory": "4G"},
+    "db": {"cpus": 2.0, "memory": "4G", "memory_reservation": "1G"},
+    "redis": {"cpus": 1.0, "memory": "512M"},
+    "mqtt": {"cpus": 0.5, "memory": "256M"},
+}
+# 004 §11: lower resource use of the development database.
+_DEVELOPMENT_TUNING = {"shared_buffers": "128MB", "work_mem": "4MB", "max_connections": "50"}
+
+
+def merge_settings(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The override rule: maps merge key by key, recursively; everything else (lists too) replaces."""
+    merged = dict(defaults)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_settings(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class ConfigurationError(Exception):
+    """Configuration that cannot be deployed; the message says where, what and how to fix it."""
+
+
+def parse_environment(
+    stack_values: Mapping[str, Any], source: str, namespace: str = "makapix"
+) -> EnvironmentConfig:
+    """Validate a stack's settings (keys without namespace) on top of the defaults in code.
+
+    ``source`` names where the values came from (the stack file) for error messages.
+    """
+    if not isinstance(stack_values, Mapping):
+        raise ConfigurationError(f"{source}: the config must be a map of {namespace}:* keys")
+    # Secret keys are read separately, as Pulumi secrets; they are not settings.
+    values = {key: value for key, value in stack_values.items() if key not in SECRET_KEYS}
+    environment = values.get("environment")
+    if environment not in ("production", "development"):
+        raise ConfigurationError(
+            f"{source}: {namespace}:environment is {'missing' if environment is None else repr(environment)}; "
+            "set it to 'production' or 'development'"
+        )
+    name = values.get("name") if isinstance(values.get("name"), str) else None
+    merged = merge_settings(environment_defaults(environment, name), values)
+    try:
+        return EnvironmentConfig.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigurationError(describe_validation_error(error, source, namespace)) from None
+
+
+def describe_validation_error(error: ValidationError, source: str, namespace: str) -> str:
+    """One line per problem: file, key, what is wrong, and what a valid value looks like."""
+    lines = [f"{source}: invalid configuration ({error.error_count()} problem(s)):"]
+    for problem in error.errors():
+        location = [str(part) for part in problem["loc"]]
+        key = (
+            f"{namespace}:{location[0]}" + "".join(f".{part}" for part in location[1:])
+            if location
+            else namespace
+        )
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = (
+                "unknown key; remove it or check its spelling (see the configuration reference in README.md)"
+            )
+        elif problem["type"] == "missing":
+            message = "required key is missing"
+        got = problem.get("input")
+        detail = (
+            ""
+            if problem["type"] in ("missing", "extra_forbidden") or isinstance(got, dict)
+            else f" (got {got!r})"
+        )
+        example = _example_for(location)
+        hint = f"; e.g. {example!r}" if example is not None and "e.g." not in message else ""
+        lines.append(f"  {key}: {message}{detail}{hint}")
+    return "\n".join(lines)
+
+
+def _example_for(location: list[str]) -> Any:
+    """The documented example of the field at ``location``, found by walking the models."""
+    model: Any = EnvironmentConfig
+    example: Any = None
+    for part in location:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            continue
+        field = fields[part]
+        example = field.examples[0] if field.examples else None
+        annotation = field.annotation
+        model = next(
+            (
+                arg
+                for arg in getattr(annotation, "__args__", (annotation,))
+                if isinstance(arg, type) and issubclass(arg, BaseModel)
+            ),
+            annotation,
+        )
+    return example

@@ -1,0 +1,104 @@
+"""PostgreSQL of one environment: a dedicated container with its own protected volume (004 §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.config import EnvironmentConfig
+from components.container import (
+    LOG_OPTIONS,
+    container_options,
+    environment_list,
+    healthcheck,
+    limit_args,
+    replace_when_changed,
+)
+
+DATA_DIRECTORY = "/var/lib/postgresql/data"
+
+
+def postgres_command(tuning: dict[str, str]) -> list[str]:
+    """The server command line: ``postgres -c name=value ...`` in a stable order."""
+    command = ["postgres"]
+    for flag, value in sorted(tuning.items()):
+        command += ["-c", f"{flag}={value}"]
+    return command
+
+
+def database_url(
+    user: str, password: pulumi.Input[str], host: str, port: int, database: str
+) -> pulumi.Output[str]:
+    """A secret connection URL (the password is URL-safe: generated without specials, or given)."""
+    return pulumi.Output.secret(
+        pulumi.Output.concat("postgresql://", user, ":", password, f"@{host}:{port}/{database}")
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    settings: EnvironmentConfig
+    password: pulumi.Output[str]
+    internal_network: pulumi.Input[str]
+
+
+class Database(pulumi.ComponentResource):
+    """A PostgreSQL container on the internal network, published on the host's loopback only."""
+
+    container: docker.Container
+    volume: docker.Volume
+    host: str
+    url: pulumi.Output[str]
+    host_url: pulumi.Output[str] | None
+
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("makapix:environment:Database", name, None, opts)
+        settings = args.settings
+        database = settings.database
+        self.host = settings.container_name("db")
+        # Data outlives the container: a replace or a `pulumi destroy` never deletes it (README: deleting on purpose).
+        self.volume = docker.Volume(
+            f"{name}-data",
+            name=settings.volume_name("pg_data"),
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+        )
+        check = ["CMD-SHELL", f"pg_isready -U {database.user} -d {database.name}"]
+        ports = []
+        if database.host_port is not None:
+            ports.append(docker.ContainerPortArgs(internal=5432, external=database.host_port, ip="127.0.0.1"))
+        self.container = docker.Container(
+            f"{name}-container",
+            name=self.host,
+            image=settings.images.postgres,
+            command=postgres_command(database.tuning),
+            envs=environment_list(
+                {
+                    "POSTGRES_DB": database.name,
+                    "POSTGRES_USER": database.user,
+                    "PGDATA": f"{DATA_DIRECTORY}/pgdata",
+                },
+                {"POSTGRES_PASSWORD": args.password},
+            ),
+            volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIRECTORY)],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=args.internal_network, aliases=["db"])
+            ],
+            ports=ports,
+            healthcheck=healthcheck(check, start_period="30s"),
+            restart="unless-stopped",
+            log_driver="json-file",
+            log_opts=LOG_OPTIONS,
+            # Let PostgreSQL finish a checkpoint on stop instead of being killed after 10 s.
+            destroy_grace_seconds=60,
+            **limit_args(settings.resources["db"]),
+            opts=container_options(self, replace_when_changed(healthcheck=check)),
+        )
+        self.url = database_url(database.user, args.password, "db", 5432, database.name)
+        self.host_url = (
+            database_url(database.user, args.password, "127.0.0.1", database.host_port, database.name)
+            if database.host_port is not None
+            else None
+        )
+        self.register_outputs({"container": self.container.name, "volume": self.volume.name})

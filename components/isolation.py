@@ -1,0 +1,173 @@
+"""The isolation guard: everything two environments must not share.
+
+The seeds' worst failures are mixed data and cross-environment leakage (000 "Mixed Data", 004 §7
+"Risk").  Both checks below work on a *fingerprint*: a plain JSON description of what an
+environment occupies on the host.  The prod stack exports its fingerprint (secrets only as
+SHA-256 hashes); the dev stack reads it through a StackReference and refuses to deploy when
+``find_collisions`` returns anything.  Tests and ``check_pair`` compare two configurations directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from components.config import EnvironmentConfig
+
+Fingerprint = dict[str, Any]
+
+
+@dataclass(frozen=True, order=True)
+class Collision:
+    """One thing two environments would share."""
+
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def secret_hash(value: str) -> str:
+    """What a fingerprint keeps of a secret: enough to compare, nothing to reuse."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def infrastructure_services(settings: EnvironmentConfig) -> list[str]:
+    """Containers the environment runs besides its app services."""
+    services = ["redis"] if settings.redis.mode == "dedicated" else []
+    if settings.database.mode == "dedicated":
+        services.append("db")
+    if settings.mqtt.mode == "dedicated":
+        services.append("mqtt")
+    return services
+
+
+def host_ports(settings: EnvironmentConfig) -> list[int]:
+    """Ports this environment publishes on the Docker host."""
+    ports = [settings.mqtt.public_port]
+    if settings.database.host_port is not None:
+        ports.append(settings.database.host_port)
+    if settings.edge.caddy == "own":
+        ports += [settings.edge.http_port, settings.edge.https_port]
+    return sorted(set(ports))
+
+
+def fingerprint(settings: EnvironmentConfig, secret_hashes: dict[str, str] | None = None) -> Fingerprint:
+    """What an environment occupies: names, data locations, routes, credentials (hashed)."""
+    containers = [
+        settings.container_name(name) for name in [*settings.services, *infrastructure_services(settings)]
+    ]
+    volumes = [settings.volume_name(volume) for volume in ("redis_data", "pg_data", "mqtt_data")]
+    return {
+        "project": settings.project,
+        "environment": settings.environment,
+        "name": settings.name,
+        "containers": sorted(containers),
+        "volumes": sorted(volumes),
+        "networks": sorted(settings.network_name(role) for role in ("internal", "edge")),
+        "database": {
+            "mode": settings.database.mode,
+            "name": settings.database.name,
+            "table_prefix": settings.database.table_prefix,
+            "user": settings.database.user,
+        },
+        "redis": {"mode": settings.redis.mode, "db_index": settings.redis.db_index},
+        "mqtt": {
+            "mode": settings.mqtt.mode,
+            "topic_prefix": settings.mqtt.topic_prefix,
+            "username": settings.mqtt.username,
+        },
+        "vault_path": settings.vault.host_path,
+        "domains": sorted(
+            {settings.domain.root, settings.domain.web_domain, *filter(None, [settings.domain.vault])}
+        ),
+        "oauth": {"client_id": settings.oauth.github_client_id, "redirect_uri": settings.github_redirect_uri},
+        "host_ports": host_ports(settings),
+        "remote_workers": sorted(worker.docker_host for worker in settings.remote_workers),
+        "secret_hashes": dict(sorted((secret_hashes or {}).items())),
+    }
+
+
+def _inside(path: str, other: str) -> bool:
+    return path == other or path.startswith(other.rstrip("/") + "/")
+
+
+def find_collisions(mine: Fingerprint, theirs: Fingerprint) -> list[Collision]:
+    """Every resource, data location, route or credential the two environments would share."""
+    found: list[Collision] = []
+
+    def same_names(key: str, kind: str) -> None:
+        for name in sorted(set(mine[key]) & set(theirs[key])):
+            found.append(Collision(kind, f"both environments use {name!r}"))
+
+    same_names("containers", "container name")
+    same_names("volumes", "volume name")
+    same_names("networks", "network name")
+
+    if mine["database"]["mode"] == "shared" and theirs["database"]["mode"] == "shared":
+        if (mine["database"]["name"], mine["database"]["table_prefix"]) == (
+            theirs["database"]["name"],
+            theirs["database"]["table_prefix"],
+        ):
+            prefix = mine["database"]["table_prefix"]
+            found.append(
+                Collision(
+                    "database",
+                    f"shared server, same database {mine['database']['name']!r} with the same table prefix "
+                    f"{prefix!r}: give each environment its own database or prefix",
+                )
+            )
+        if mine["database"]["user"] == theirs["database"]["user"]:
+            found.append(Collision("database role", f"shared server, same role {mine['database']['user']!r}"))
+    shared_redis = mine["redis"]["mode"] == "shared" and theirs["redis"]["mode"] == "shared"
+    if shared_redis and mine["redis"]["db_index"] == theirs["redis"]["db_index"]:
+        found.append(
+            Collision("redis", f"shared Redis, same DB index {mine['redis']['db_index']}: queues would mix")
+        )
+    if mine["mqtt"]["mode"] == "shared" and theirs["mqtt"]["mode"] == "shared":
+        if mine["mqtt"]["topic_prefix"] == theirs["mqtt"]["topic_prefix"]:
+            found.append(
+                Collision("mqtt topic prefix", f"shared broker, same prefix {mine['mqtt']['topic_prefix']!r}")
+            )
+        if mine["mqtt"]["username"] == theirs["mqtt"]["username"]:
+            found.append(Collision("mqtt user", f"shared broker, same user {mine['mqtt']['username']!r}"))
+    if _inside(mine["vault_path"], theirs["vault_path"]) or _inside(theirs["vault_path"], mine["vault_path"]):
+        found.append(
+            Collision(
+                "vault path", f"{mine['vault_path']!r} and {theirs['vault_path']!r} overlap on the host"
+            )
+        )
+    for domain in sorted(set(mine["domains"]) & set(theirs["domains"])):
+        found.append(Collision("domain", f"both environments answer for {domain!r}"))
+    if mine["oauth"]["client_id"] and mine["oauth"]["client_id"] == theirs["oauth"]["client_id"]:
+        found.append(
+            Collision("oauth client id", f"both environments use OAuth app {mine['oauth']['client_id']!r}")
+        )
+    if mine["oauth"]["redirect_uri"] == theirs["oauth"]["redirect_uri"]:
+        found.append(Collision("oauth callback", f"both environments use {mine['oauth']['redirect_uri']!r}"))
+    for key in sorted(set(mine["secret_hashes"]) & set(theirs["secret_hashes"])):
+        if mine["secret_hashes"][key] == theirs["secret_hashes"][key]:
+            found.append(Collision("secret", f"both environments use the same {key}"))
+    for port in sorted(set(mine["host_ports"]) & set(theirs["host_ports"])):
+        found.append(Collision("host port", f"both environments publish host port {port}"))
+    for host in sorted(set(mine["remote_workers"]) & set(theirs["remote_workers"])):
+        found.append(Collision("remote worker", f"both environments send workers to {host}"))
+    if mine["environment"] == theirs["environment"]:
+        found.append(Collision("environment", f"both stacks are {mine['environment']}"))
+    return sorted(found)
+
+
+def check_pair(first: EnvironmentConfig, second: EnvironmentConfig) -> list[Collision]:
+    """Collisions between two configurations, without secrets (the stacks compare those)."""
+    return find_collisions(fingerprint(first), fingerprint(second))
+
+
+def collision_report(collisions: list[Collision], mine: str, theirs: str) -> str:
+    lines = [f"stack {mine!r} collides with stack {theirs!r} in {len(collisions)} place(s):"]
+    lines += [f"  - {collision}" for collision in collisions]
+    lines.append(
+        "Change this stack's configuration so that nothing above is shared, then run `pulumi up` again."
+    )
+    return "\n".join(lines)

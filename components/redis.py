@@ -1,0 +1,53 @@
+"""Redis of one environment: Celery broker, results and cache (000: a DB index per environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.config import EnvironmentConfig
+from components.container import LOG_OPTIONS, container_options, healthcheck, limit_args, replace_when_changed
+
+
+@dataclass(frozen=True)
+class RedisArgs:
+    settings: EnvironmentConfig
+    internal_network: pulumi.Input[str]
+
+
+class Redis(pulumi.ComponentResource):
+    """A Redis container with append-only persistence on a protected volume, on the internal network."""
+
+    container: docker.Container
+    volume: docker.Volume
+    url: str
+
+    def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("makapix:environment:Redis", name, None, opts)
+        settings = args.settings
+        self.volume = docker.Volume(
+            f"{name}-data",
+            name=settings.volume_name("redis_data"),
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+        )
+        check = ["CMD", "redis-cli", "ping"]
+        self.container = docker.Container(
+            f"{name}-container",
+            name=settings.container_name("redis"),
+            image=settings.images.redis,
+            command=["redis-server", "--appendonly", "yes"],
+            volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path="/data")],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=args.internal_network, aliases=["redis"])
+            ],
+            healthcheck=healthcheck(check),
+            restart="unless-stopped",
+            log_driver="json-file",
+            log_opts=LOG_OPTIONS,
+            **limit_args(settings.resources["redis"]),
+            opts=container_options(self, replace_when_changed(healthcheck=check)),
+        )
+        self.url = f"redis://redis:6379/{settings.redis.db_index}"
+        self.register_outputs({"container": self.container.name, "volume": self.volume.name})

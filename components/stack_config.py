@@ -1,0 +1,72 @@
+"""Reads the running stack's Pulumi config into the validated ``EnvironmentConfig``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from components.config import SECRET_KEYS, ConfigurationError, EnvironmentConfig, parse_environment
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """The validated settings of this stack plus its secret config values (as Pulumi secrets)."""
+
+    settings: EnvironmentConfig
+    secrets: dict[str, pulumi.Output[str]]
+    stack_file: str
+
+
+def _stack_config_values(namespace: str) -> dict[str, Any]:
+    """Every ``<namespace>:<key>`` value the engine passed to this program, objects decoded.
+
+    Pulumi has no public call that lists config keys; unknown keys must still be errors, so this
+    reads the same two places ``pulumi.Config`` reads (the runtime map and PULUMI_CONFIG).
+    """
+    raw: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    values: dict[str, Any] = {}
+    for full_key, value in raw.items():
+        namespace_part, _, key = full_key.partition(":")
+        if namespace_part != namespace or not key:
+            continue
+        values[key] = _decode(value)
+    return values
+
+
+def _decode(value: Any) -> Any:
+    """Structured values arrive as JSON text; scalars stay text and pydantic coerces them."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def load_stack_config() -> StackConfig:
+    """Validate this stack's config before any resource is declared; raise a clear error if it is wrong."""
+    namespace = pulumi.get_project()
+    stack_file = f"Pulumi.{pulumi.get_stack()}.yaml"
+    values = _stack_config_values(namespace)
+    plain_secrets = [
+        key
+        for key in SECRET_KEYS
+        if key in values and not runtime_config.is_config_secret(f"{namespace}:{key}")
+    ]
+    if plain_secrets:
+        raise ConfigurationError(
+            f"{stack_file}: {', '.join(f'{namespace}:{key}' for key in plain_secrets)} is stored in plain text; "
+            f"remove it and set it with `pulumi config set --secret {namespace}:{plain_secrets[0]} ...`"
+        )
+    settings = parse_environment(values, stack_file, namespace)
+    config = pulumi.Config(namespace)
+    secrets: dict[str, pulumi.Output[str]] = {}
+    for key in SECRET_KEYS:
+        secret = config.get_secret(key)
+        if secret is not None:
+            secrets[key] = secret
+    return StackConfig(settings=settings, secrets=secrets, stack_file=stack_file)
