@@ -1,0 +1,310 @@
+"""Backups of an environment's database with ``pg_dump -Fc``, and restoring one in one transaction.
+
+A backup is written under a temporary name in the backup directory, flushed to disk and only
+then given its final name ``<database>-<UTC timestamp>.pgdump``, so a crash never leaves a
+half-written file that looks like a backup.  Retention deletes only files of that exact
+pattern, for the same database, beyond the newest N.
+
+A restore replays the dump through ``psql`` in a single transaction that first empties the
+database (see ``restore_prelude.sql``) and is committed only after ``pg_restore`` read the
+whole dump without error: a missing, foreign, truncated or corrupt dump leaves the database
+exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from ops.errors import OpsError
+from ops.pgenv import connection_parameters, libpq_environment, mask_url
+
+DATABASE_URL_VARIABLE = "OPS_DATABASE_URL"
+PG_BIN_VARIABLE = "OPS_PG_BIN"
+DEFAULT_KEEP = 7
+
+_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+_BACKUP_NAME = re.compile(r"^(?P<database>[A-Za-z0-9_.-]+)-(?P<stamp>\d{8}T\d{6}Z)\.pgdump$")
+_CUSTOM_FORMAT_MAGIC = b"PGDMP"
+_PRELUDE_SQL = Path(__file__).with_name("restore_prelude.sql")
+# A restore that waits this long for a lock (a running api holding one) fails instead of hanging.
+_RESTORE_LOCK_TIMEOUT = "60s"
+_COPY_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class BackupFile:
+    path: Path
+    database: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    backup: BackupFile
+    size_bytes: int
+    deleted: list[Path] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "backup": str(self.backup.path),
+            "database": self.backup.database,
+            "created_at": self.backup.created_at.isoformat(),
+            "size_bytes": self.size_bytes,
+            "deleted": [str(path) for path in self.deleted],
+        }
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    backup: Path
+    database: str
+
+    def summary(self) -> dict[str, object]:
+        return {"restored": str(self.backup), "database": self.database}
+
+
+def database_url_from_environment(environ: dict[str, str] | None = None) -> str:
+    """The URL of the database to back up or restore, from ``OPS_DATABASE_URL`` (never from argv)."""
+    url = (os.environ if environ is None else environ).get(DATABASE_URL_VARIABLE, "")
+    if not url:
+        raise OpsError(
+            f"environment variable {DATABASE_URL_VARIABLE} is not set: export the database URL there "
+            "(it is never taken from the command line, where other users could read the password)"
+        )
+    return url
+
+
+def find_program(name: str, pg_bin: Path | None) -> Path:
+    """``name`` in ``pg_bin``, else in ``$OPS_PG_BIN``, else on PATH."""
+    directory = pg_bin or (Path(os.environ[PG_BIN_VARIABLE]) if os.environ.get(PG_BIN_VARIABLE) else None)
+    if directory is not None:
+        program = directory / name
+        if not os.access(program, os.X_OK):
+            raise OpsError(f"{program}: no executable {name} there; check --pg-bin or {PG_BIN_VARIABLE}")
+        return program
+    found = shutil.which(name)
+    if found is None:
+        raise OpsError(f"{name} is not on PATH; install the PostgreSQL client or pass --pg-bin DIR")
+    return Path(found)
+
+
+def backup_name(database: str, created_at: datetime) -> str:
+    """``<database>-<UTC timestamp>.pgdump``; characters unsafe in a file name become ``_``."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", database)
+    return f"{safe}-{created_at.astimezone(UTC).strftime(_STAMP_FORMAT)}.pgdump"
+
+
+def list_backups(directory: Path, database: str | None = None) -> list[BackupFile]:
+    """The backups in ``directory`` (of ``database`` only, if given), newest first.
+
+    Only names of the exact backup pattern count; any other file is not a backup and is ignored.
+    """
+    safe = None if database is None else re.sub(r"[^A-Za-z0-9_.-]", "_", database)
+    backups = []
+    for entry in directory.iterdir():
+        match = _BACKUP_NAME.match(entry.name)
+        if match is None or not entry.is_file() or (safe is not None and match["database"] != safe):
+            continue
+        created_at = datetime.strptime(match["stamp"], _STAMP_FORMAT).replace(tzinfo=UTC)
+        backups.append(BackupFile(entry, match["database"], created_at))
+    return sorted(backups, key=lambda backup: backup.created_at, reverse=True)
+
+
+def pg_dump_command(pg_dump: Path, target: Path) -> list[str]:
+    """The pg_dump argv: connection parameters come from the environment, never from here."""
+    return [str(pg_dump), "--format=custom", "--no-password", f"--file={target}"]
+
+
+def backup_database(
+    url: str,
+    directory: Path,
+    *,
+    keep: int = DEFAULT_KEEP,
+    pg_bin: Path | None = None,
+    now: datetime | None = None,
+) -> BackupResult:
+    """Dump the database at ``url`` into ``directory`` and keep only its ``keep`` newest backups."""
+    if keep < 1:
+        raise OpsError(f"--keep must be at least 1 (got {keep}): the backup just taken is always kept")
+    database = connection_parameters(url, DATABASE_URL_VARIABLE)["dbname"]
+    environment = libpq_environment(url, DATABASE_URL_VARIABLE)
+    pg_dump = find_program("pg_dump", pg_bin)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    created_at = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    final = directory / backup_name(database, created_at)
+    if final.exists():
+        raise OpsError(f"{final}: a backup of that name exists already; wait a second and retry")
+
+    # mkstemp makes the file 0600: a dump holds every row of production.
+    handle, temporary_name = tempfile.mkstemp(dir=directory, prefix=".", suffix=".pgdump.partial")
+    os.close(handle)
+    temporary = Path(temporary_name)
+    try:
+        completed = subprocess.run(
+            pg_dump_command(pg_dump, temporary),
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if completed.returncode != 0:
+            raise OpsError(
+                f"pg_dump of {mask_url(url)} failed (exit {completed.returncode}): "
+                f"{mask_url(completed.stderr.strip())}; no backup was written"
+            )
+        with temporary.open("rb") as written:
+            os.fsync(written.fileno())
+        # link() refuses to replace an existing file, unlike rename(): no backup is ever overwritten.
+        os.link(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_directory(directory)
+
+    backups = list_backups(directory, database)
+    deleted = []
+    for old in backups[keep:]:
+        old.path.unlink()
+        deleted.append(old.path)
+    if deleted:
+        _fsync_directory(directory)
+    return BackupResult(BackupFile(final, database, created_at), final.stat().st_size, deleted)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def choose_backup(directory: Path, database: str, named: Path | None) -> Path:
+    """The named backup, or the newest backup of ``database`` in ``directory``."""
+    if named is not None:
+        chosen = named if named.is_absolute() or named.exists() else directory / named
+        if not chosen.is_file():
+            raise OpsError(f"{named}: no such backup file (looked in the current directory and {directory})")
+        return chosen
+    if not directory.is_dir():
+        raise OpsError(f"{directory}: backup directory does not exist")
+    backups = list_backups(directory, database)
+    if not backups:
+        raise OpsError(f"{directory}: no backup of database {database!r} (files named {database}-*.pgdump)")
+    return backups[0].path
+
+
+def check_custom_format(backup: Path, pg_restore: Path) -> None:
+    """Refuse anything but a readable ``pg_dump -Fc`` archive, before the database is touched."""
+    with backup.open("rb") as file:
+        magic = file.read(len(_CUSTOM_FORMAT_MAGIC))
+    if magic != _CUSTOM_FORMAT_MAGIC:
+        raise OpsError(
+            f"{backup}: not a pg_dump custom-format archive (made with pg_dump -Fc); nothing restored"
+        )
+    listed = subprocess.run(
+        [str(pg_restore), "--list", str(backup)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=libpq_free_environment(),
+    )
+    if listed.returncode != 0:
+        raise OpsError(f"{backup}: unreadable archive ({listed.stderr.strip()}); nothing restored")
+
+
+def libpq_free_environment() -> dict[str, str]:
+    """This process's environment without PG* variables, for programs that connect nowhere."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+
+
+def pg_restore_script_command(pg_restore: Path, backup: Path) -> list[str]:
+    """pg_restore writing the SQL script of ``backup`` to stdout (it connects nowhere itself)."""
+    return [str(pg_restore), "--clean", "--if-exists", "--no-owner", "--file=-", str(backup)]
+
+
+def psql_command(psql: Path) -> list[str]:
+    """psql reading the restore script from stdin; the database comes from the PG* environment."""
+    return [str(psql), "--no-psqlrc", "--no-password", "--quiet", "--set=ON_ERROR_STOP=1"]
+
+
+def restore_database(
+    url: str, directory: Path, *, backup: Path | None = None, pg_bin: Path | None = None
+) -> RestoreResult:
+    """Replace the contents of the database at ``url`` by a backup, all or nothing."""
+    database = connection_parameters(url, DATABASE_URL_VARIABLE)["dbname"]
+    environment = libpq_environment(url, DATABASE_URL_VARIABLE)
+    pg_restore = find_program("pg_restore", pg_bin)
+    psql = find_program("psql", pg_bin)
+    chosen = choose_backup(directory, database, backup)
+    check_custom_format(chosen, pg_restore)
+
+    with tempfile.TemporaryFile("w+") as restore_errors, tempfile.TemporaryFile("w+") as psql_errors:
+        target = subprocess.Popen(
+            psql_command(psql),
+            env=environment,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=psql_errors,
+        )
+        assert target.stdin is not None
+        source = subprocess.Popen(
+            pg_restore_script_command(pg_restore, chosen),
+            env=libpq_free_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=restore_errors,
+        )
+        assert source.stdout is not None
+        committed = _stream_in_one_transaction(source.stdout, target.stdin, source)
+        target.wait()
+        if not committed or target.returncode != 0:
+            source.kill()
+            source.wait()
+            reasons = [_read(restore_errors), _read(psql_errors)]
+            detail = "; ".join(mask_url(reason) for reason in reasons if reason) or "no message"
+            raise OpsError(
+                f"restore of {chosen} into {mask_url(url)} failed and was rolled back, "
+                f"the database is unchanged: {detail}"
+            )
+    return RestoreResult(chosen, database)
+
+
+def _stream_in_one_transaction(
+    script: IO[bytes], psql_input: IO[bytes], source: subprocess.Popen[bytes]
+) -> bool:
+    """Feed prelude and script to psql inside BEGIN; send COMMIT only if pg_restore succeeded.
+
+    Without COMMIT, psql reaches end of input inside the open transaction and disconnects, and
+    the server rolls everything back.  Returns whether COMMIT was sent.
+    """
+    try:
+        psql_input.write(b"BEGIN;\n")
+        psql_input.write(f"SET LOCAL lock_timeout = '{_RESTORE_LOCK_TIMEOUT}';\n".encode())
+        psql_input.write(_PRELUDE_SQL.read_bytes())
+        while chunk := script.read(_COPY_CHUNK):
+            psql_input.write(chunk)
+        if source.wait() != 0:
+            return False
+        psql_input.write(b"COMMIT;\n")
+        return True
+    except BrokenPipeError:  # psql stopped at an error (ON_ERROR_STOP): nothing was committed
+        return False
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            psql_input.close()
+
+
+def _read(file: IO[str]) -> str:
+    file.seek(0)
+    return file.read().strip()
