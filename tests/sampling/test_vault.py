@@ -354,8 +354,10 @@ def test_module_entry_point_runs_with_the_url_from_the_environment(
     posts_url: str, vaults: SimpleNamespace
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sampling.vault", "--source-vault", str(vaults.source)]
-        + ["--target-vault", str(vaults.target), "--json"],
+        [
+            *(sys.executable, "-m", "sampling.vault"),
+            *("--source-vault", str(vaults.source), "--target-vault", str(vaults.target), "--json"),
+        ],
         env={**os.environ, vault.TARGET_URL_ENV: posts_url},
         capture_output=True,
         text=True,
