@@ -1,0 +1,110 @@
+"""Docker labels that route one environment through the shared Caddy (caddy-docker-proxy).
+
+Each environment's web and api containers carry labels naming the same site (the environment's
+domain); caddy-docker-proxy merges them into one site block:
+
+    development.makapix.club {
+        header X-Robots-Tag "noindex, nofollow"          # development only
+        handle /robots.txt {                             # development only
+            respond `User-agent: *
+    Disallow: /
+    ` 200
+        }
+        handle /api/* {                                  # handle_path when the prefix is stripped
+            reverse_proxy 172.18.0.7:8000
+        }
+        handle {
+            reverse_proxy 172.18.0.6:3000
+        }
+    }
+
+``handle`` blocks are mutually exclusive and Caddy tries the most specific path first, so
+/robots.txt never reaches the web app on development and everything not under the api prefix goes to
+web.  ``header`` runs before every handler, so each development response carries the tag, including
+Caddy's own error responses (502 when an upstream is down).
+
+The crawler-blocking labels sit on BOTH containers: caddy-docker-proxy merges identical blocks, and if
+one container is stopped (its labels vanish) the other still keeps development unindexable.
+
+004 §6's snippet is wrong in three ways, each avoided here: ``handle_path`` takes a path (not a
+named matcher defined elsewhere); a multi-line ``respond`` body must be ONE token, so it is quoted
+inside the label value; a header value with a comma and a space must be quoted inside the label
+value, since ``header Name a, b`` is a search-and-replace of "a," by "b".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ROBOTS_TXT = "User-agent: *\nDisallow: /\n"
+ROBOTS_TAG = "noindex, nofollow"
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)([a-z0-9-]{1,63}(?<!-)\.)+[a-z]{2,63}$")
+_PATH_PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class RouteSettings:
+    """How the shared Caddy reaches one environment."""
+
+    domain: str  # e.g. "development.makapix.club"
+    ingress_network: str  # the Docker network Caddy shares with this environment's web and api
+    api_prefix: str = "/api"
+    # The Makapix api serves its routes under /api/..., so by default the prefix is passed on.
+    strip_api_prefix: bool = False
+    api_port: int = 8000
+    web_port: int = 3000
+    block_crawlers: bool = False  # True for development
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not _DOMAIN.match(self.domain):
+            problems.append(f"domain {self.domain!r} is not a DNS name (e.g. 'development.makapix.club')")
+        if not _NETWORK.match(self.ingress_network):
+            problems.append(f"ingress_network {self.ingress_network!r} is not a Docker network name")
+        if not _PATH_PREFIX.match(self.api_prefix):
+            problems.append(
+                f"api_prefix {self.api_prefix!r} is not a URL path without trailing slash (e.g. '/api')"
+            )
+        for name in ("api_port", "web_port"):
+            port = getattr(self, name)
+            if not isinstance(port, int) or not 1 <= port <= 65535:
+                problems.append(f"{name} {port!r} is not a TCP port (1-65535)")
+        if problems:
+            raise ValueError("invalid Caddy route settings: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class ContainerLabels:
+    """The labels to put on the environment's web and api containers."""
+
+    web: dict[str, str]
+    api: dict[str, str]
+
+
+def _site_wide_labels(settings: RouteSettings) -> dict[str, str]:
+    labels = {"caddy": settings.domain, "caddy_ingress_network": settings.ingress_network}
+    if settings.block_crawlers:
+        # Quoted so that the value stays one token: unquoted it would be a search-and-replace.
+        labels["caddy.0_header"] = f'X-Robots-Tag "{ROBOTS_TAG}"'
+        labels["caddy.1_handle"] = "/robots.txt"
+        # Quoted so that the multi-line body stays one token; caddy-docker-proxy writes it in backticks.
+        labels["caddy.1_handle.respond"] = f'"{ROBOTS_TXT}" 200'
+    return labels
+
+
+def route_labels(settings: RouteSettings) -> ContainerLabels:
+    """Labels for web (everything) and api (``<api_prefix>/*``) of one environment."""
+    handle = "handle_path" if settings.strip_api_prefix else "handle"
+    api = {
+        **_site_wide_labels(settings),
+        f"caddy.2_{handle}": f"{settings.api_prefix}/*",
+        f"caddy.2_{handle}.reverse_proxy": f"{{{{upstreams {settings.api_port}}}}}",
+    }
+    web = {
+        **_site_wide_labels(settings),
+        "caddy.3_handle.reverse_proxy": f"{{{{upstreams {settings.web_port}}}}}",
+    }
+    return ContainerLabels(web=web, api=api)

@@ -1,0 +1,228 @@
+"""Fixtures for the edge tests: real Caddy, small HTTP upstreams, real Mosquitto, openssl certificates.
+
+Every program is started on 127.0.0.x with free ports and stopped in the fixture's ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+# --- generic -------------------------------------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_for_port(
+    host: str, port: int, process: subprocess.Popen[bytes], log: Path, seconds: float = 10
+) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"process exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {host}:{port} after {seconds}s:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def require(program: str) -> str:
+    path = shutil.which(program) or (
+        f"/usr/sbin/{program}" if Path(f"/usr/sbin/{program}").exists() else None
+    )
+    if path is None:
+        pytest.fail(f"{program} is not installed; the edge tests need the real program (apt-get install)")
+    return path
+
+
+# --- HTTP upstreams ------------------------------------------------------------------------------
+
+
+@dataclass
+class Upstream:
+    """A tiny HTTP server that answers which upstream it is and which path it received."""
+
+    name: str
+    host: str
+    port: int
+    server: ThreadingHTTPServer
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _handler(name: str) -> type[BaseHTTPRequestHandler]:
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status = 404 if self.path.startswith("/missing") else 200
+            body = json.dumps({"upstream": name, "path": self.path}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Echo
+
+
+@pytest.fixture
+def start_upstream() -> Iterator[Callable[[str, str], Upstream]]:
+    """start_upstream(name, host) -> a running echo server on host:<free port>."""
+    started: list[Upstream] = []
+
+    def start(name: str, host: str) -> Upstream:
+        server = ThreadingHTTPServer((host, 0), _handler(name))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        upstream = Upstream(name, host, server.server_address[1], server)
+        started.append(upstream)
+        return upstream
+
+    try:
+        yield start
+    finally:
+        for upstream in started:
+            with contextlib.suppress(OSError):  # a test may have stopped it already
+                upstream.stop()
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, list[str]]
+    body: bytes
+
+    def header(self, name: str) -> list[str]:
+        return self.headers.get(name.lower(), [])
+
+    def json(self) -> dict[str, str]:
+        answer: dict[str, str] = json.loads(self.body)
+        return answer
+
+
+def http_get(port: int, host_header: str, path: str) -> Response:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Host": host_header})
+        reply = connection.getresponse()
+        headers: dict[str, list[str]] = {}
+        for name, value in reply.getheaders():
+            headers.setdefault(name.lower(), []).append(value)
+        return Response(reply.status, headers, reply.read())
+    finally:
+        connection.close()
+
+
+# --- Caddy ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaddyRun:
+    port: int
+    caddyfile: Path
+
+
+class CaddyHarness:
+    """Validates and runs Caddyfiles with the real ``caddy``; stops every Caddy it started."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.caddy = require("caddy")
+        self.workdir = workdir
+        self.processes: list[subprocess.Popen[bytes]] = []
+        # Caddy writes its state under HOME/XDG dirs: keep it inside the test's temp dir.
+        self.env = {
+            **os.environ,
+            "HOME": str(workdir),
+            "XDG_DATA_HOME": str(workdir / "data"),
+            "XDG_CONFIG_HOME": str(workdir / "config"),
+        }
+
+    def write(self, caddyfile: str) -> Path:
+        path = self.workdir / f"Caddyfile.{len(list(self.workdir.glob('Caddyfile.*')))}"
+        path.write_text(caddyfile)
+        return path
+
+    def validate(self, caddyfile: str) -> subprocess.CompletedProcess[str]:
+        path = self.write(caddyfile)
+        return subprocess.run(
+            [self.caddy, "validate", "--adapter", "caddyfile", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=30,
+        )
+
+    def run(self, caddyfile: str, port: int) -> CaddyRun:
+        """Validate (must pass) then run this Caddyfile, which must listen on 127.0.0.1:port."""
+        checked = self.validate(caddyfile)
+        assert checked.returncode == 0, f"caddy validate failed:\n{checked.stderr[-2000:]}\n{caddyfile}"
+        path = self.write(caddyfile)
+        log = self.workdir / f"caddy.{port}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [self.caddy, "run", "--adapter", "caddyfile", "--config", str(path)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        self.processes.append(process)
+        wait_for_port("127.0.0.1", port, process, log)
+        return CaddyRun(port, path)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            stop(process)
+
+
+@pytest.fixture
+def caddy(tmp_path: Path) -> Iterator[CaddyHarness]:
+    harness = CaddyHarness(tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.stop_all()
+
+
+@pytest.fixture
+def get() -> Callable[[int, str, str], Response]:
+    """get(port, host_header, path) -> Response, a plain HTTP GET to 127.0.0.1:port."""
+    return http_get
+
+
+@pytest.fixture
+def unused_port() -> Callable[[], int]:
+    """unused_port() -> a TCP port nothing listens on at 127.0.0.1 right now."""
+    return free_port
