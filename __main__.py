@@ -63,5 +63,8 @@ if database.host_url is not None:
     pulumi.export("database_host_url", database.host_url)
 pulumi.export(
     "services",
-    {service: {"container": app.container.name} for service, app in services.items()},
+    {
+        service: {"container": app.container.name, "environment": plain_environment}
+        for service, app in services.items()
+    },
 )

@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -75,3 +76,29 @@ def make_database(postgres_server_url: str) -> Iterator[Callable[[], str]]:
     with psycopg.connect(postgres_server_url, autocommit=True) as conn:
         for name in created:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# --- The Pulumi program under Pulumi's mocks -------------------------------------------------------
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def render_stack() -> Callable[..., Any]:
+    """Render a stack of the program (``tools.desired_state.render``), cached per stack for the session.
+
+    Extra keyword arguments are config overrides (keys without namespace) and bypass the cache.
+    """
+    from tools.desired_state import render
+
+    cache: dict[str, Any] = {}
+
+    def rendered(stack: str, project_dir: Path = PROJECT_DIR, **overrides: Any) -> Any:
+        if overrides:
+            return render(stack, project_dir, extra_config=overrides)
+        key = f"{project_dir}:{stack}"
+        if key not in cache:
+            cache[key] = render(stack, project_dir)
+        return cache[key]
+
+    return rendered

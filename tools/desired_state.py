@@ -281,6 +281,9 @@ def render(
     def run() -> None:
         pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
         pulumi.runtime.set_all_config(config, secret_keys)
+        # A failed earlier render may leave pending work behind; start from none, as pulumi.runtime.test does.
+        runtime_settings.SETTINGS.rpc_manager.clear()
+        runtime_settings.SETTINGS.outputs.clear()
         # set_mocks made a root stack for unit tests; run the program in a stack of its own, as the CLI does.
         runtime_settings.ROOT.set(None)
         with _inside(project_dir):

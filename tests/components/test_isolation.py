@@ -1,0 +1,129 @@
+"""The isolation guard names every kind of collision; the real stacks have none; dev refuses to deploy."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.config import merge_settings, parse_environment
+from components.isolation import check_pair, find_collisions, fingerprint, secret_hash
+from tools.desired_state import RenderError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stack(stack_name: str, /, **changes):
+    config = yaml.safe_load((ROOT / f"Pulumi.{stack_name}.yaml").read_text())["config"]
+    values = {key.split(":", 1)[1]: value for key, value in config.items()}
+    return parse_environment(merge_settings(values, changes), f"Pulumi.{stack_name}.yaml")
+
+
+def kinds(collisions):
+    return {collision.kind for collision in collisions}
+
+
+def test_the_real_stack_files_do_not_collide():
+    assert check_pair(stack("prod"), stack("dev")) == []
+
+
+SHARED = {"database": {"mode": "shared"}, "redis": {"mode": "shared"}, "mqtt": {"mode": "shared"}}
+
+COLLISIONS = [
+    # (kind the guard must name, change to dev, change to prod)
+    ("container name", {"name": "prod", "mqtt": {"public_port": 8884}}, {}),
+    ("volume name", {"name": "prod"}, {}),
+    ("network name", {"name": "prod"}, {}),
+    ("database", {"database": {"mode": "shared", "name": "makapix"}}, {"database": {"mode": "shared"}}),
+    (
+        "database",
+        {"database": {"mode": "shared", "name": "clippy_front", "table_prefix": "opt_"}},
+        {"database": {"mode": "shared", "name": "clippy_front", "table_prefix": "opt_"}},
+    ),
+    ("redis", {"redis": {"mode": "shared", "db_index": 1}}, {"redis": {"mode": "shared"}}),
+    (
+        "mqtt topic prefix",
+        {"mqtt": {"mode": "shared", "topic_prefix": "makapix"}},
+        {"mqtt": {"mode": "shared"}},
+    ),
+    ("host port", {"mqtt": {"public_port": 8883}}, {}),
+    ("host port", {"database": {"host_port": 55432}}, {}),
+    ("vault path", {"vault": {"host_path": "/mnt/vault-1"}}, {}),
+    ("vault path", {"vault": {"host_path": "/mnt/vault-1/dev"}}, {}),
+    ("domain", {"domain": {"root": "makapix.club"}}, {}),
+    ("domain", {"domain": {"vault": "vault.makapix.club"}}, {}),
+    ("oauth client id", {"oauth": {"github_client_id": "Ov23liPRODUCTION"}}, {}),
+    ("oauth callback", {"domain": {"root": "development.makapix.club", "web": "makapix.club"}}, {}),
+    ("environment", {"environment": "production", "remote_workers": []}, {}),
+    (
+        "remote worker",
+        {"environment": "production"},
+        {"remote_workers": [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}]},
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "dev_change", "prod_change"), COLLISIONS, ids=[c[0] for c in COLLISIONS])
+def test_each_kind_of_collision_is_named(kind, dev_change, prod_change):
+    if kind == "remote worker":
+        dev_change = {**dev_change, "remote_workers": prod_change["remote_workers"]}
+    collisions = check_pair(stack("prod", **prod_change), stack("dev", **dev_change))
+    assert kind in kinds(collisions), collisions
+
+
+def test_shared_servers_with_distinct_databases_prefixes_and_indexes_pass():
+    prod = stack(
+        "prod",
+        database={"mode": "shared", "name": "clippy_front", "table_prefix": "opt_", "user": "opt"},
+        redis={"mode": "shared", "db_index": 1},
+        mqtt={"mode": "shared"},
+    )
+    dev = stack(
+        "dev",
+        database={"mode": "shared", "name": "clippy_front", "table_prefix": "dev_", "user": "dev"},
+        redis={"mode": "shared", "db_index": 0},
+        mqtt={"mode": "shared"},
+    )
+    assert check_pair(prod, dev) == []
+
+
+def test_same_secret_is_a_collision_only_through_its_hash():
+    prod, dev = stack("prod"), stack("dev")
+    same = {"jwt_secret": secret_hash("s3cret")}
+    found = find_collisions(fingerprint(prod, same), fingerprint(dev, same))
+    assert [str(c) for c in found] == ["secret: both environments use the same jwt_secret"]
+    assert "s3cret" not in str(fingerprint(prod, same))
+    assert (
+        find_collisions(fingerprint(prod, same), fingerprint(dev, {"jwt_secret": secret_hash("other")})) == []
+    )
+
+
+def test_every_collision_is_listed_not_just_the_first():
+    collisions = check_pair(
+        stack("prod"),
+        stack(
+            "dev",
+            vault={"host_path": "/mnt/vault-1"},
+            domain={"root": "makapix.club"},
+            mqtt={"public_port": 8883},
+        ),
+    )
+    assert {"vault path", "domain", "host port", "oauth callback"} <= kinds(collisions)
+
+
+def test_dev_stack_refuses_to_deploy_with_the_full_list(render_stack):
+    with pytest.raises(RenderError) as caught:
+        render_stack("dev", vault={"host_path": "/mnt/vault-1"}, mqtt={"public_port": 8883})
+    message = str(caught.value)
+    assert "stack 'dev' collides with stack 'prod'" in message
+    assert "vault path: '/mnt/vault-1' and '/mnt/vault-1' overlap on the host" in message
+    assert "host port: both environments publish host port 8883" in message
+
+
+def test_dev_stack_deploys_when_nothing_collides(render_stack):
+    outputs = render_stack("dev").outputs
+    assert outputs["isolation_fingerprint"]["name"] == "dev"
+
+
+def test_secret_given_in_plain_text_is_refused(render_stack):
+    with pytest.raises(RenderError, match="makapix:jwt_secret is stored in plain text"):
+        render_stack("dev", jwt_secret="not-so-secret")

@@ -1,0 +1,148 @@
+"""What each stack declares for its containers, volumes and networks (mock render, exact properties)."""
+
+import pytest
+
+from components.config import memory_bytes
+
+CONTAINER = "docker:index/container:Container"
+VOLUME = "docker:index/volume:Volume"
+NETWORK = "docker:index/network:Network"
+
+
+@pytest.mark.parametrize("stack", ["prod", "dev"])
+def test_every_name_carries_its_environment(stack, render_stack):
+    rendering = render_stack(stack)
+    named = [r for r in rendering.resources if r.type in (CONTAINER, VOLUME, NETWORK)]
+    assert len(named) >= 8
+    for resource in named:
+        assert resource.plain_inputs()["name"].startswith(f"makapix-{stack}"), resource.name
+
+
+def test_no_network_is_shared_between_environments(render_stack):
+    def networks(stack):
+        return {
+            network["name"]
+            for container in render_stack(stack).of_type(CONTAINER)
+            for network in container.plain_inputs().get("networksAdvanced", [])
+        }
+
+    assert networks("prod").isdisjoint(networks("dev"))
+    internal = render_stack("dev").get(NETWORK, "makapix-dev-internal").plain_inputs()
+    assert internal["internal"] is True
+
+
+@pytest.mark.parametrize(
+    ("stack", "container", "cpus", "memory", "reservation"),
+    [
+        ("dev", "api", "1", "512M", "256M"),
+        ("dev", "db", "1", "1G", None),
+        ("dev", "web", "0.5", "256M", None),
+        ("prod", "api", "2", "2G", "512M"),
+        ("prod", "db", "2", "4G", "1G"),
+    ],
+)
+def test_limits_reach_their_container(stack, container, cpus, memory, reservation, render_stack):
+    inputs = render_stack(stack).get(CONTAINER, f"makapix-{stack}-{container}-container").plain_inputs()
+    assert inputs["cpus"] == cpus
+    assert inputs["memory"] == memory_bytes(memory) // 2**20  # the provider takes MiB
+    assert inputs.get("memoryReservation") == (memory_bytes(reservation) // 2**20 if reservation else None)
+
+
+def test_configured_limit_overrides_reach_docker(render_stack):
+    inputs = (
+        render_stack("dev", services={"worker": {"resources": {"cpus": 3, "memory": "3G"}}})
+        .get(CONTAINER, "makapix-dev-worker-container")
+        .plain_inputs()
+    )
+    assert (inputs["cpus"], inputs["memory"]) == ("3", 3072)
+
+
+def test_development_tuning_reaches_postgres(render_stack):
+    command = render_stack("dev").get(CONTAINER, "makapix-dev-db-container").plain_inputs()["command"]
+    assert command == [
+        "postgres",
+        "-c",
+        "max_connections=50",
+        "-c",
+        "shared_buffers=128MB",
+        "-c",
+        "work_mem=4MB",
+    ]
+    assert render_stack("prod").get(CONTAINER, "makapix-prod-db-container").plain_inputs()["command"] == [
+        "postgres"
+    ]
+
+
+@pytest.mark.parametrize("stack", ["prod", "dev"])
+def test_data_volumes_survive_replace_and_destroy(stack, render_stack):
+    volumes = render_stack(stack).of_type(VOLUME)
+    assert {v.plain_inputs()["name"] for v in volumes} >= {
+        f"makapix-{stack}_pg_data",
+        f"makapix-{stack}_redis_data",
+    }
+    for volume in volumes:
+        assert volume.options.get("protect") is True, volume.name
+        assert volume.options.get("retain_on_delete") is True, volume.name
+
+
+@pytest.mark.parametrize("stack", ["prod", "dev"])
+def test_fixed_names_are_deleted_before_replacement(stack, render_stack):
+    for resource in render_stack(stack).of_type(CONTAINER) + render_stack(stack).of_type(NETWORK):
+        assert resource.options.get("delete_before_replace") is True, resource.name
+
+
+def test_healthcheck_change_replaces_the_container(render_stack):
+    """pulumi-docker 5.2 never applies an in-place healthcheck change: the trigger must change instead."""
+    before = render_stack("dev").get(CONTAINER, "makapix-dev-api-container")
+    after = render_stack("dev", services={"api": {"healthcheck": ["CMD", "true"]}}).get(
+        CONTAINER, "makapix-dev-api-container"
+    )
+    assert after.plain_inputs()["healthcheck"]["tests"] == ["CMD", "true"]
+    assert before.options["replacement_trigger"] != after.options["replacement_trigger"]
+    unchanged = render_stack("dev", services={"api": {"resources": {"cpus": 0.75}}}).get(
+        CONTAINER, "makapix-dev-api-container"
+    )
+    assert unchanged.options["replacement_trigger"] == before.options["replacement_trigger"]
+
+
+def test_postgres_health_check_and_loopback_only_port(render_stack):
+    inputs = render_stack("dev").get(CONTAINER, "makapix-dev-db-container").plain_inputs()
+    assert inputs["healthcheck"]["tests"] == ["CMD-SHELL", "pg_isready -U makapix -d makapix_dev"]
+    assert inputs["ports"] == [
+        {"external": 55433, "internal": 5432, "ip": "127.0.0.1", "protocol": "tcp"}
+    ] or inputs["ports"] == [{"external": 55433, "internal": 5432, "ip": "127.0.0.1"}]
+
+
+def test_worker_runs_its_queues_with_configured_concurrency(render_stack):
+    command = render_stack("prod").get(CONTAINER, "makapix-prod-worker-container").plain_inputs()["command"]
+    assert command[-3:] == ["-Q", "celery,cpu,gpu", "--concurrency=4"]
+
+
+def test_app_settings_per_environment_and_secrets_secret(render_stack):
+    api = render_stack("dev").get(CONTAINER, "makapix-dev-api-container")
+    envs = dict(entry.split("=", 1) for entry in api.plain_inputs()["envs"])
+    assert envs["ENVIRONMENT"] == "development"
+    assert envs["BASE_URL"] == "https://development.makapix.club"
+    assert (
+        envs["REDIS_URL"]
+        == envs["CELERY_BROKER_URL"]
+        == envs["CELERY_RESULT_BACKEND"]
+        == "redis://redis:6379/0"
+    )
+    assert (
+        envs["DATABASE_URL"]
+        == "postgresql://makapix:mock-secret-makapix-dev-database-password@db:5432/makapix_dev"
+    )
+    assert envs["MQTT_TOPIC_PREFIX"] == "makapix-dev"
+    assert envs["RESEND_FROM_EMAIL"] == "noreply@dev-notification.makapix.club"
+    assert envs["JWT_SECRET_KEY"] == "mock-secret-makapix-dev-jwt-secret"
+    from tools.desired_state import Secret
+
+    # One secret entry makes Pulumi treat the whole list as secret: state and previews hide all of it.
+    assert isinstance(api.inputs["envs"], Secret)
+
+
+def test_plain_settings_are_exported_for_reviewers_without_secrets(render_stack):
+    exported = render_stack("dev").outputs["services"]["api"]["environment"]
+    assert exported["ENVIRONMENT"] == "development"
+    assert "DATABASE_URL" not in exported and "JWT_SECRET_KEY" not in exported
