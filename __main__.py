@@ -4,6 +4,7 @@ import pulumi
 
 from components.app import AppService, AppServiceArgs, application_environment
 from components.database import Database, DatabaseArgs
+from components.edge import Edge, EdgeArgs, caddy_labels
 from components.isolation import fingerprint
 from components.isolation_check import IsolationCheck, IsolationCheckArgs
 from components.networks import EnvironmentNetworks, NetworksArgs
@@ -17,6 +18,8 @@ name = settings.prefix
 
 secrets = EnvironmentSecrets(name, EnvironmentSecretsArgs(given=stack.secrets))
 networks = EnvironmentNetworks(name, NetworksArgs(settings=settings))
+edge = Edge(f"{settings.project}-edge", EdgeArgs(settings=settings)) if settings.edge.caddy == "own" else None
+labels = caddy_labels(settings)
 database = Database(
     f"{name}-db",
     DatabaseArgs(
@@ -39,7 +42,8 @@ services = {
             plain_environment=plain_environment,
             secret_environment=secret_environment,
             networks=[networks.internal_name, networks.edge_name],
-            depends_on=[database.container, redis.container],
+            caddy_labels={"api": labels.api, "web": labels.web}.get(service, {}),
+            depends_on=[database.container, redis.container, *([edge] if edge else [])],
         ),
     )
     for service in settings.services

@@ -1,0 +1,103 @@
+"""The shared Caddy (caddy-docker-proxy) that routes both environments by domain (004 §2 option B, §6).
+
+Design: one stack owns Caddy (``edge.caddy: own``, production by default) and creates an edge
+network for every environment it serves (``edge.serves``).  Caddy joins each of those networks;
+an environment's web and api join only their own edge network and carry labels that tell Caddy
+their domain.  So Caddy can reach every environment, but no development container shares a
+network with a production container.  The other stack (``edge.caddy: attach``) only labels its
+containers and joins the edge network named after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.caddy_labels import ContainerLabels, RouteSettings, route_labels
+from components.config import EnvironmentConfig
+from components.container import LOG_OPTIONS, container_options, replace_when_changed
+
+
+def caddy_labels(settings: EnvironmentConfig) -> ContainerLabels:
+    """The labels this environment's web and api carry for the shared Caddy."""
+    api, web = settings.services["api"], settings.services["web"]
+    assert api.port is not None and web.port is not None and api.route is not None  # validated in config
+    return route_labels(
+        RouteSettings(
+            domain=settings.domain.web_domain,
+            ingress_network=settings.network_name("edge"),
+            api_prefix=api.route,
+            strip_api_prefix=settings.edge.strip_api_prefix,
+            api_port=api.port,
+            web_port=web.port,
+            block_crawlers=settings.edge.block_crawlers,
+        )
+    )
+
+
+def edge_network_name(settings: EnvironmentConfig, environment_name: str) -> str:
+    return f"{settings.project}-{environment_name}-edge"
+
+
+@dataclass(frozen=True)
+class EdgeArgs:
+    settings: EnvironmentConfig
+
+
+class Edge(pulumi.ComponentResource):
+    """Caddy and the edge networks of every environment it serves (only in the owning stack)."""
+
+    networks: dict[str, docker.Network]
+    container: docker.Container
+
+    def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("makapix:edge:Caddy", name, None, opts)
+        settings = args.settings
+        edge = settings.edge
+        self.networks = {
+            served: docker.Network(
+                f"{name}-{served}",
+                name=edge_network_name(settings, served),
+                driver="bridge",
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            )
+            for served in edge.serves
+        }
+        data = docker.Volume(
+            f"{name}-data",
+            name=f"{settings.project}-edge_caddy_data",
+            # Certificates and ACME account: losing them means re-issuing against rate limits.
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+        )
+        network_names = [network.name for network in self.networks.values()]
+        self.container = docker.Container(
+            f"{name}-container",
+            name=f"{settings.project}-edge-caddy",
+            image=edge.image,
+            envs=[
+                pulumi.Output.all(*network_names).apply(
+                    lambda names: "CADDY_INGRESS_NETWORKS=" + ",".join(names)
+                )
+            ],
+            ports=[
+                docker.ContainerPortArgs(internal=80, external=edge.http_port),
+                docker.ContainerPortArgs(internal=443, external=edge.https_port),
+            ],
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=data.name, container_path="/data"),
+                # caddy-docker-proxy reads container labels from the Docker API; it never needs to write.
+                docker.ContainerVolumeArgs(
+                    host_path="/var/run/docker.sock", container_path="/var/run/docker.sock", read_only=True
+                ),
+            ],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=network) for network in network_names
+            ],
+            restart="unless-stopped",
+            log_driver="json-file",
+            log_opts=LOG_OPTIONS,
+            opts=container_options(self, replace_when_changed()),
+        )
+        self.register_outputs({"container": self.container.name, "networks": network_names})
