@@ -1,0 +1,27 @@
+"""Anonymised, consistent samples of a production PostgreSQL database for development.
+
+Library entry points (the command line in ``sampling.cli`` is a thin layer over them)::
+
+    config = load_config("sampling/makapix.yaml")
+    plan(config, source_url)                       -> Plan
+    run(config, source_url, target_url, progress)  -> RunSummary
+    verify(config, source_url, target_url)         -> VerifyReport
+"""
+
+from sampling.config import SamplingConfig, load_config
+from sampling.engine import Plan, Progress, RunSummary, VerifyReport, plan, run, verify
+from sampling.errors import ConfigError, SamplingError
+
+__all__ = [
+    "ConfigError",
+    "Plan",
+    "Progress",
+    "RunSummary",
+    "SamplingConfig",
+    "SamplingError",
+    "VerifyReport",
+    "load_config",
+    "plan",
+    "run",
+    "verify",
+]

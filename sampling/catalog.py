@@ -1,0 +1,202 @@
+"""What the sampler knows about a database, read from its PostgreSQL catalog.
+
+Only ordinary and partitioned tables count; a partition is folded into its partitioned root
+(a foreign key declared on a partition belongs to the root table for the sampler).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+QualifiedName = tuple[str, str]
+
+
+def display(name: QualifiedName) -> str:
+    """``schema.table`` as shown to people (and used as JSON keys)."""
+    return f"{name[0]}.{name[1]}"
+
+
+def ident(name: QualifiedName) -> sql.Identifier:
+    return sql.Identifier(*name)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # format_type(), e.g. "character varying(50)" or "public.mood"
+    category: str  # pg_type.typcategory of the (domain's base) type: S string, N numeric, A array...
+    not_null: bool
+    has_default: bool
+    generated: bool  # GENERATED ALWAYS AS (...) STORED/VIRTUAL: never copied
+    identity: bool
+    #: Binary COPY of this type carries no server-specific OID (built-in types, enums, arrays of built-ins).
+    binary_portable: bool
+    sequence: str | None  # serial or identity sequence, schema-qualified and quoted
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    table: QualifiedName
+    columns: tuple[str, ...]
+    referenced: QualifiedName
+    referenced_columns: tuple[str, ...]
+    #: SQL condition on the referencing row under which the link applies (declared polymorphic relations).
+    when: str | None = None
+    declared: bool = False  # from the configuration's ``relations``, not a constraint
+
+    @property
+    def key(self) -> str:
+        """How the configuration names this foreign key: its columns, comma-separated."""
+        return ",".join(self.columns)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: QualifiedName
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    partitioned: bool
+    foreign_keys: tuple[ForeignKey, ...] = field(default=())
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def copied_columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if not c.generated)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    tables: dict[QualifiedName, Table]
+
+    def get(self, name: QualifiedName) -> Table | None:
+        return self.tables.get(name)
+
+
+_TABLES_SQL = """
+SELECT n.nspname, c.relname, c.relkind = 'p'
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname = ANY(%(schemas)s) AND left(c.relname, length(%(prefix)s)) = %(prefix)s
+ORDER BY 1, 2
+"""
+
+_COLUMNS_SQL = """
+SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+       base.typcategory, a.attnotnull, a.atthasdef, a.attgenerated <> '', a.attidentity <> '',
+       CASE WHEN base.typcategory = 'A' THEN base.typelem < 16384
+            ELSE base.oid < 16384 OR base.typtype = 'e' END,
+       pg_get_serial_sequence(format('%%I.%%I', n.nspname, c.relname), a.attname)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type base ON base.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname = ANY(%(schemas)s) AND left(c.relname, length(%(prefix)s)) = %(prefix)s
+ORDER BY n.nspname, c.relname, a.attnum
+"""
+
+# Foreign keys of tables and of partitions (mapped to their partitioned root); clones that
+# PostgreSQL makes for each partition of a partitioned table's key (conparentid <> 0) are skipped.
+_KEYS_SQL = """
+WITH keys AS (
+    SELECT con.conname, con.contype, con.conkey, con.confkey, con.conrelid, con.confrelid,
+           coalesce(pg_partition_root(con.conrelid), con.conrelid) AS table_oid,
+           coalesce(pg_partition_root(con.confrelid), con.confrelid) AS referenced_oid
+    FROM pg_constraint con
+    WHERE con.contype IN ('f', 'p') AND con.conparentid = 0
+)
+SELECT k.contype, k.conname, tn.nspname, t.relname,
+       ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY AS u(num, ord)
+             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.num ORDER BY u.ord),
+       rn.nspname, r.relname,
+       ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY AS u(num, ord)
+             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.num ORDER BY u.ord)
+FROM keys k
+JOIN pg_class t ON t.oid = k.table_oid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+LEFT JOIN pg_class r ON r.oid = k.referenced_oid LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE tn.nspname = ANY(%(schemas)s) AND left(t.relname, length(%(prefix)s)) = %(prefix)s
+ORDER BY tn.nspname, t.relname, k.conname
+"""
+
+
+def _names(value: object) -> list[str]:
+    assert isinstance(value, list)
+    return [str(v) for v in value]
+
+
+def read_catalog(conn: psycopg.Connection[tuple[object, ...]], schemas: list[str], prefix: str) -> Catalog:
+    """Tables, columns, primary keys and foreign keys of ``schemas`` whose names start with ``prefix``."""
+    params = {"schemas": schemas, "prefix": prefix}
+    partitioned: dict[QualifiedName, bool] = {
+        (str(s), str(t)): bool(p) for s, t, p in conn.execute(_TABLES_SQL, params).fetchall()
+    }
+    columns: dict[QualifiedName, list[Column]] = {name: [] for name in partitioned}
+    for row in conn.execute(_COLUMNS_SQL, params).fetchall():
+        schema, table, *rest = row
+        name = (str(schema), str(table))
+        if name in columns:
+            col, typ, cat, notnull, hasdef, gen, ident_, portable, seq = rest
+            columns[name].append(
+                Column(
+                    str(col),
+                    str(typ),
+                    str(cat),
+                    bool(notnull),
+                    bool(hasdef),
+                    bool(gen),
+                    bool(ident_),
+                    bool(portable),
+                    None if seq is None else str(seq),
+                )
+            )
+    primary: dict[QualifiedName, tuple[str, ...]] = {}
+    foreign: dict[QualifiedName, dict[tuple[object, ...], ForeignKey]] = {name: {} for name in partitioned}
+    for kind, conname, schema, table, cols, rschema, rtable, rcols in conn.execute(_KEYS_SQL, params):
+        name = (str(schema), str(table))
+        if name not in partitioned:
+            continue
+        if kind == "p":
+            primary[name] = tuple(_names(cols))
+            continue
+        fk = ForeignKey(
+            str(conname), name, tuple(_names(cols)), (str(rschema), str(rtable)), tuple(_names(rcols))
+        )
+        # A key declared on every partition separately is one link for the sampler.
+        foreign[name].setdefault((fk.columns, fk.referenced, fk.referenced_columns), fk)
+    tables = {
+        name: Table(
+            name,
+            tuple(columns[name]),
+            primary.get(name, ()),
+            partitioned[name],
+            tuple(foreign[name].values()),
+        )
+        for name in partitioned
+    }
+    return Catalog(tables)
+
+
+def server_identity(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[str, int, str]:
+    """(postmaster start time, backend pid, database): lets the sampler tell if two connections share a server."""
+    row = conn.execute(
+        "SELECT pg_postmaster_start_time()::text, pg_backend_pid(), current_database()"
+    ).fetchone()
+    assert row is not None
+    return str(row[0]), int(str(row[1])), str(row[2])
+
+
+def sees_backend(conn: psycopg.Connection[tuple[object, ...]], identity: tuple[str, int, str]) -> bool:
+    """Whether ``conn`` is on the same server as the backend described by ``identity``."""
+    start, pid, _database = identity
+    row = conn.execute(
+        "SELECT pg_postmaster_start_time()::text = %s AND EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)",
+        (start, pid),
+    ).fetchone()
+    return bool(row and row[0])
