@@ -32,6 +32,7 @@ import errno
 import itertools
 import json
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -41,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
 import psycopg
@@ -239,21 +240,21 @@ def safe_relative_path(rendered: str, table: str) -> str:
     """The normalised relative form of a path built from database content, or UnsafePathError."""
     if not rendered or "\x00" in rendered:
         raise UnsafePathError(f"table {table!r} yields an empty or NUL-containing vault path {rendered!r}")
-    path = PurePosixPath(rendered)
-    if path.is_absolute() or ".." in path.parts:
+    parts = [part for part in rendered.split("/") if part not in ("", ".")]
+    if rendered.startswith("/") or ".." in parts:
         raise UnsafePathError(
             f"table {table!r} yields vault path {rendered!r}, which escapes the vault; "
             "nothing was copied — fix that row in the development database"
         )
-    normal = str(path)
-    if normal == ".":
+    normal = "/".join(parts)
+    if not normal:
         raise UnsafePathError(f"table {table!r} yields vault path {rendered!r}, which names no file")
     return normal
 
 
 def variant_path(relative_path: str, suffix: str) -> str:
     """``a/b.png`` -> ``a/b_upscaled.webp`` (004 §5: drop the last extension, add the suffix)."""
-    return str(PurePosixPath(relative_path).with_suffix("")) + suffix
+    return posixpath.splitext(relative_path)[0] + suffix
 
 
 def iter_post_rows(
@@ -315,36 +316,49 @@ def check_vault_layout(source_vault: Path, target_vault: Path) -> tuple[Path, Pa
 
 
 class _InsideChecker:
-    """Whether directories under a vault really lie inside it, following symlinks; cached per directory."""
+    """Whether paths under a vault really lie inside it, following symlinks; cached per directory.
+
+    Paths are plain strings here: this runs once or twice per file and pathlib would double its cost.
+    """
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self._cache: dict[str, bool] = {}
+        self.root = str(root)  # already resolved: it contains no symlink itself
+        self._directories: dict[str, bool] = {"": True}
+
+    def _inside(self, relative: str) -> bool:
+        full = os.path.join(self.root, relative)
+        entry = _lstat(full)
+        if entry is None or not stat.S_ISLNK(entry.st_mode):
+            return True  # a real entry, or one that does not exist (and will be created as real)
+        real = os.path.realpath(full)
+        return real == self.root or real.startswith(self.root + os.sep)
 
     def directory_inside(self, relative_dir: str) -> bool:
-        known = self._cache.get(relative_dir)
+        known = self._directories.get(relative_dir)
         if known is None:
-            real = Path(os.path.realpath(self.root / relative_dir))
-            known = real == self.root or real.is_relative_to(self.root)
-            self._cache[relative_dir] = known
+            parent = os.path.dirname(relative_dir)
+            known = self.directory_inside(parent) and self._inside(relative_dir)
+            self._directories[relative_dir] = known
         return known
 
-    def file_inside(self, relative_path: str, st: os.stat_result) -> bool:
-        """``st`` is the file's lstat: a symlink is followed and checked too."""
+    def file_inside(self, relative_path: str, entry: os.stat_result) -> bool:
+        """``entry`` is the file's lstat: a symlink is followed and checked too."""
         if not self.directory_inside(os.path.dirname(relative_path)):
             return False
-        if stat.S_ISLNK(st.st_mode):
-            real = Path(os.path.realpath(self.root / relative_path))
-            return real.is_relative_to(self.root)
-        return True
+        return not stat.S_ISLNK(entry.st_mode) or self._inside(relative_path)
 
 
-def _lstat(path: Path) -> os.stat_result | None:
+def _lstat(path: str) -> os.stat_result | None:
     try:
         return os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    except NotADirectoryError:
+
+
+def _stat_following(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
@@ -363,18 +377,19 @@ def plan_sync(source: Path, target: Path, paths: Iterable[str], variant_suffix: 
     plan = SyncPlan()
     source_check = _InsideChecker(source)
     target_check = _InsideChecker(target)
+    source_root, target_root = str(source), str(target)
 
     def consider(relative: str, required: bool) -> None:
         if relative in plan.wanted:
             return
-        source_stat = _lstat(source / relative)
+        source_stat = _lstat(os.path.join(source_root, relative))
         if source_stat is not None and not source_check.file_inside(relative, source_stat):
             raise UnsafePathError(
                 f"source vault path {relative!r} is or lies under a symlink leading out of the source vault "
                 f"{source}; nothing was copied — remove that link in the production vault"
             )
         if source_stat is not None and stat.S_ISLNK(source_stat.st_mode):
-            source_stat = _stat_following(source / relative)
+            source_stat = _stat_following(os.path.join(source_root, relative))
         if source_stat is None or not stat.S_ISREG(source_stat.st_mode):
             if required:
                 plan.missing.append(relative)
@@ -387,7 +402,7 @@ def plan_sync(source: Path, target: Path, paths: Iterable[str], variant_suffix: 
                 "nothing was copied — remove that link in the development vault"
             )
         plan.wanted.add(relative)
-        if _is_identical(source_stat, _lstat(target / relative)):
+        if _is_identical(source_stat, _lstat(os.path.join(target_root, relative))):
             plan.identical += 1
         else:
             plan.to_copy.append(CopyTask(relative, source_stat.st_size))
@@ -397,13 +412,6 @@ def plan_sync(source: Path, target: Path, paths: Iterable[str], variant_suffix: 
         if variant_suffix:
             consider(variant_path(relative, variant_suffix), required=False)
     return plan
-
-
-def _stat_following(path: Path) -> os.stat_result | None:
-    try:
-        return os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
 
 
 def nearest_existing(path: Path) -> Path:
@@ -449,22 +457,26 @@ class _Copier:
     """Copies files atomically: temp file in the target directory, then rename over the real name."""
 
     def __init__(self, source: Path, target: Path) -> None:
-        self.source = source
-        self.target = target
+        self.source = str(source)
+        self.target = str(target)
         self._serial = itertools.count()  # unique temp names across threads (next() is atomic)
         self._pid = os.getpid()
+        self._made_directories: set[str] = set()  # saves a mkdir per file; a race only repeats one
 
     def copy(self, relative: str) -> int | None:
         """Bytes copied, or None when the source vanished since planning."""
         try:
-            source_fd = os.open(self.source / relative, os.O_RDONLY | os.O_CLOEXEC)
+            source_fd = os.open(os.path.join(self.source, relative), os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:
             source_stat = os.fstat(source_fd)
-            destination = self.target / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            temp = destination.with_name(f".{destination.name}.{self._pid}.{next(self._serial)}{TEMP_SUFFIX}")
+            destination = os.path.join(self.target, relative)
+            directory, name = os.path.split(destination)
+            if directory not in self._made_directories:
+                os.makedirs(directory, exist_ok=True)
+                self._made_directories.add(directory)
+            temp = os.path.join(directory, f".{name}.{self._pid}.{next(self._serial)}{TEMP_SUFFIX}")
             target_fd = os.open(
                 temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
             )
@@ -477,7 +489,8 @@ class _Copier:
                     os.close(target_fd)
                 os.replace(temp, destination)
             except BaseException:
-                temp.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
                 raise
             return copied
         finally:
