@@ -291,6 +291,7 @@ def _stream_in_one_transaction(
     try:
         psql_input.write(b"BEGIN;\n")
         psql_input.write(f"SET LOCAL lock_timeout = '{_RESTORE_LOCK_TIMEOUT}';\n".encode())
+        psql_input.write(b"SET LOCAL client_min_messages = warning;\n")  # no NOTICE per dropped object
         psql_input.write(_PRELUDE_SQL.read_bytes())
         while chunk := script.read(_COPY_CHUNK):
             psql_input.write(chunk)
