@@ -128,10 +128,12 @@ def resolve(config: SamplingConfig, source: Catalog, target: Catalog, same_datab
         return found
 
     options = {}
+    written: dict[QualifiedName, str] = {}  # how the configuration spells each table, for messages
     for logical, table_options in config.tables.items():
         found = lookup(f"tables.{logical}", logical)
         if found is not None:
             options[found] = table_options
+            written[found] = logical
     roots: dict[QualifiedName, Root] = {}
     for i, root in enumerate(config.roots):
         found = lookup(f"roots[{i}].table", root.table)
@@ -181,7 +183,7 @@ def resolve(config: SamplingConfig, source: Catalog, target: Catalog, same_datab
     for name, table in source.tables.items():
         opts = options.get(name)
         logical = logical_name(config, name)
-        key = f"tables.{logical}"
+        key = f"tables.{written.get(name, logical)}"
         mode = opts.copy_mode if opts else "sample"
         rules = dict(opts.columns) if opts else {}
         for col, rule in rules.items():

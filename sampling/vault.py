@@ -204,6 +204,23 @@ def template_fields(template: str) -> list[str]:
     return fields
 
 
+def positional_template(template: str, fields: list[str]) -> str:
+    """The template with each column name replaced by its index in ``fields`` (``str.format(*row)``
+    is much cheaper per row than ``format_map`` of a fresh dict)."""
+    pieces: list[str] = []
+    for literal, field_name, spec, conversion in string.Formatter().parse(template):
+        pieces.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field_name is not None:
+            pieces.append(
+                "{"
+                + str(fields.index(field_name))
+                + (f"!{conversion}" if conversion else "")
+                + (f":{spec}" if spec else "")
+                + "}"
+            )
+    return "".join(pieces)
+
+
 def table_identifier(table: str) -> sql.Identifier:
     """``posts`` or ``schema.posts`` as a quoted SQL identifier."""
     parts = table.split(".")
@@ -238,6 +255,16 @@ def check_template_columns(conn: psycopg.Connection[TupleRow], table: str, field
 
 def safe_relative_path(rendered: str, table: str) -> str:
     """The normalised relative form of a path built from database content, or UnsafePathError."""
+    if (
+        rendered
+        and "\x00" not in rendered
+        and ".." not in rendered
+        and "//" not in rendered
+        and "./" not in rendered
+        and rendered[0] != "/"
+        and rendered[-1] not in "/."
+    ):
+        return rendered  # already normal and relative: the common case, checked cheaply
     if not rendered or "\x00" in rendered:
         raise UnsafePathError(f"table {table!r} yields an empty or NUL-containing vault path {rendered!r}")
     parts = [part for part in rendered.split("/") if part not in ("", ".")]
@@ -273,6 +300,7 @@ def iter_post_rows(
 def read_post_paths(target_db_url: str, table: str, template: str) -> SampledPaths:
     """Relative vault paths of every post in the development database's ``table``."""
     fields = template_fields(template)
+    by_position = positional_template(template, fields)
     paths: dict[str, None] = {}  # insertion-ordered set: copies follow the table's order
     rows_read = rows_with_null = 0
     with psycopg.connect(target_db_url) as conn:
@@ -280,11 +308,11 @@ def read_post_paths(target_db_url: str, table: str, template: str) -> SampledPat
         check_template_columns(conn, table, fields)
         for row in iter_post_rows(conn, table, fields):
             rows_read += 1
-            if any(value is None for value in row):
+            if None in row:
                 rows_with_null += 1
                 continue
             try:
-                rendered = template.format_map(dict(zip(fields, row, strict=True)))
+                rendered = by_position.format(*row)
             except (ValueError, TypeError) as exc:
                 raise TemplateError(
                     f"path template {template!r} cannot format a row of {table!r}: {exc}"

@@ -12,7 +12,6 @@ target that must not fire.
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -153,19 +152,30 @@ CONFIG: dict[str, Any] = {
     "roots": [{"table": "users", "fraction": 1.0, "where": "id IN (1, 2)"}],
     "anonymisation": {"email_domain": "dev.test"},
     "relations": [
-        {"table": "social_notifications", "columns": ["target_id"], "references": "posts",
-         "referenced_columns": ["id"], "when": "target_type = 'post'"},
+        {
+            "table": "social_notifications",
+            "columns": ["target_id"],
+            "references": "posts",
+            "referenced_columns": ["id"],
+            "when": "target_type = 'post'",
+        },
     ],
     "tables": {
         "users": {"columns": {"email": {"rule": "email"}, "last_ip": {"rule": "ip", "style": "truncate"}}},
-        "auth_identities": {"columns": {"password_hash": {"rule": "password", "value": BCRYPT_DEV},
-                                        "refresh_token": {"rule": "token"}}},
+        "auth_identities": {
+            "columns": {
+                "password_hash": {"rule": "password", "value": BCRYPT_DEV},
+                "refresh_token": {"rule": "token"},
+            }
+        },
         "posts": {"columns": {"storage_key": "keep"}},
         "reactions": {"foreign_keys": {"user_id": {"policy": "drop"}}},
         "follow": {"follow": "all"},
         "social_notifications": {"follow": "all"},
-        "view_events": {"columns": {"ip": {"rule": "ip", "style": "truncate"}},
-                        "foreign_keys": {"viewer_id": {"policy": "nullify", "follow": False}}},
+        "view_events": {
+            "columns": {"ip": {"rule": "ip", "style": "truncate"}},
+            "foreign_keys": {"viewer_id": {"policy": "nullify", "follow": False}},
+        },
         "badges": {"copy": "all"},
         "players": {"columns": {"cert_pem": {"rule": "null"}}},
         "audit.login_events": {"columns": {"ip": {"rule": "pseudonym", "prefix": "ip-"}}},
@@ -232,10 +242,13 @@ def makapix(make_database: Callable[[], str], anonymisation_key: str) -> tuple[s
     source, target = make_database(), make_database()
     _execute(source, SCHEMA_SQL + DATA_SQL)
     _execute(target, SCHEMA_SQL + TARGET_TRIGGER_SQL)
-    _execute(target, """
+    _execute(
+        target,
+        """
         SET session_replication_role = replica;
         INSERT INTO teams VALUES (99, 'stale', 99);
         INSERT INTO users (id, handle, email, team_id) VALUES (99, 'stale', 'stale@dev', 99);
         INSERT INTO alembic_version VALUES ('dev-head');
-    """)
+    """,
+    )
     return source, target

@@ -1,0 +1,351 @@
+"""The sampler against real PostgreSQL, on the hand-made Makapix-like data of conftest.py.
+
+Roots are users 1 and 2 (fraction 1 with a filter), so every expected row below is worked out
+by hand from DATA_SQL:
+  downward: users {1,2}; teams {10} (owner 1); posts {100,101}; comments {1,2,4} (post or author
+  taken); reactions on 100 or by 1; follow both ends taken; notifications 1 and 4 (every set
+  reference taken); view_events 1,2; stats of post 100; grant of user 1; player of user 1;
+  playlist fav; both playlist items; login of user 1.
+  include: team 20 (user 2), user 3 (invited user 2, owns team 20), comment 3 (parent of 4),
+  posts 102 and 103 (of comments 2 and 3), users 4 and 5 (authors), playlist mix (item 2).
+  nullify: view_event 1's viewer 6.  drop: reaction (100, 6, up) — user 6 is never taken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from sampling.config import parse_config
+from sampling.engine import plan, run, verify
+from sampling.errors import ConfigError, SamplingError
+
+Rows = Callable[[str, str], list[tuple[Any, ...]]]
+
+
+def ids(rows: Rows, url: str, query: str) -> list[Any]:
+    return [r[0] if len(r) == 1 else r for r in rows(url, query)]
+
+
+def test_hand_made_data_gives_exactly_the_expected_rows(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    source, target = makapix
+    summary = run(parse_config(makapix_config), source, target)
+
+    assert ids(rows, target, "SELECT id FROM users ORDER BY 1") == [1, 2, 3, 4, 5]
+    assert ids(rows, target, "SELECT id FROM teams ORDER BY 1") == [10, 20]
+    assert ids(rows, target, "SELECT id FROM posts ORDER BY 1") == [100, 101, 102, 103]
+    assert ids(rows, target, "SELECT id FROM comments ORDER BY 1") == [1, 2, 3, 4]
+    assert rows(target, "SELECT post_id, user_id FROM reactions ORDER BY 1, 2") == [(100, 3), (102, 1)]
+    assert rows(target, "SELECT * FROM follow ORDER BY 1") == [(1, 2), (2, 1)]
+    assert ids(rows, target, "SELECT id FROM social_notifications ORDER BY 1") == [1, 4]
+    assert rows(target, "SELECT id, viewer_id FROM view_events ORDER BY 1") == [(1, None), (2, 1)]
+    assert rows(target, "SELECT post_id, views FROM post_stats_daily") == [(100, 5)]
+    assert ids(rows, target, "SELECT code FROM badges ORDER BY 1") == ["early", "top"]
+    assert rows(target, "SELECT * FROM badge_grants") == [(1, "early")]
+    assert ids(rows, target, "SELECT name FROM players") == ["lamp"]
+    assert rows(target, "SELECT owner_id, slug FROM playlists ORDER BY 1") == [(1, "fav"), (3, "mix")]
+    assert rows(target, 'SELECT "Id", "PostId" FROM "Playlist Items" ORDER BY 1') == [(1, 102), (2, 100)]
+    assert ids(rows, target, "SELECT user_id FROM audit.login_events") == [1]
+    # copy: none leaves the table as it was; the stale target rows are gone.
+    assert ids(rows, target, "SELECT version_num FROM alembic_version") == ["dev-head"]
+
+    assert summary.tables["public.users"].rows == 5
+    assert summary.tables["public.reactions"].rows == 2
+    assert summary.total_rows == 34
+    assert summary.included == {
+        "public.teams": 1,
+        "public.users": 3,
+        "public.comments": 1,
+        "public.posts": 2,
+        "public.playlists": 1,
+    }
+    assert summary.nullified == {"public.view_events": 1}
+    assert summary.dropped == {"public.reactions": 1}
+    assert summary.to_json()["total_rows"] == 34
+
+
+def test_values_survive_and_personal_data_does_not(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows, anonymisation_key: str
+) -> None:
+    source, target = makapix
+    run(parse_config(makapix_config), source, target)
+
+    ada = rows(
+        target,
+        "SELECT handle, email, last_ip::text, settings, tags, avatar, uid::text, handle_lower "
+        "FROM users WHERE id = 1",
+    )[0]
+    assert ada == (
+        "Ada",
+        "user1@dev.test",
+        "192.0.2.0/32",
+        {"theme": "dark"},
+        ["a", "b"],
+        b"\x01\x02",
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+        "ada",
+    )
+    assert rows(target, "SELECT last_ip::text FROM users WHERE id = 2") == [("2001:db8::/128",)]
+    post = rows(target, "SELECT visibility::text, search::text, moods::text FROM posts WHERE id = 100")[0]
+    assert post == ("public", "'hello':1 'pixel':2", "{public,private}")
+    assert rows(target, "SELECT password_hash, refresh_token FROM auth_identities") == [
+        ("$2a$14$0zHsjiRveIpNyXVraitvZODGtb0zw.a2/sZ49h2Z.lR1F5So1B1gu", None)
+    ]
+    assert rows(target, "SELECT cert_pem FROM players") == [(None,)]
+    assert rows(target, "SELECT host(ip) FROM view_events ORDER BY id") == [
+        ("198.51.100.0",),
+        ("198.51.100.0",),
+    ]
+    # Keyed pseudonym: recomputable with the key, never the raw value.
+    inner = hashlib.sha256(f"{anonymisation_key}|203.0.113.5".encode()).hexdigest()
+    expected = "ip-" + hashlib.sha256((anonymisation_key + inner).encode()).hexdigest()[:16]
+    assert rows(target, "SELECT ip FROM audit.login_events") == [(expected,)]
+    all_text = str(
+        rows(target, "SELECT u.*, a.* FROM users u LEFT JOIN auth_identities a ON a.user_id = u.id")
+    )
+    for secret in ("ada@example.com", "realhashofada", "tok-ada", "192.0.2.17"):
+        assert secret not in all_text
+
+
+def test_target_is_consistent_triggers_silent_sequences_moved(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    source, target = makapix
+    config = parse_config(makapix_config)
+    run(config, source, target)  # posts has a trigger that raises on insert: it did not fire
+    report = verify(config, source, target)
+    assert report.ok, report.problems
+    assert report.checked_sequences >= 8
+    with psycopg.connect(target) as conn:
+        conn.execute("SET session_replication_role = replica")
+        assert conn.execute("SELECT nextval('users_id_seq')").fetchone() == (6,)
+        assert conn.execute("SELECT nextval(pg_get_serial_sequence('posts', 'id'))").fetchone() == (104,)
+        assert conn.execute("SELECT nextval('comments_id_seq')").fetchone() == (5,)
+        # An emptied table's sequence starts again.
+        assert conn.execute("SELECT nextval('auth_identities_id_seq')").fetchone() == (2,)
+    assert rows(target, "SELECT count(*) FROM pg_stats WHERE tablename = 'comments'")[0][0] > 0  # analyzed
+
+
+def test_verify_finds_broken_links_sequences_and_leaks(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], execute: Callable[[str, str], None]
+) -> None:
+    source, target = makapix
+    config = parse_config(makapix_config)
+    run(config, source, target)
+    execute(
+        target,
+        """
+        SET session_replication_role = replica;
+        INSERT INTO comments (id, post_id, author_id, body) VALUES (50, 999, 1, 'orphan');
+        SELECT setval('users_id_seq', 2);
+        UPDATE audit.login_events SET ip = '203.0.113.5';
+    """,
+    )
+    report = verify(config, source, target)
+    assert not report.ok
+    text = "\n".join(report.problems)
+    assert "comments(post_id) -> public.posts(id)" in text
+    assert "users_id_seq" in text
+    assert "audit.login_events.ip: 1 values also appear" in text
+
+
+def test_plan_writes_nothing_and_shows_growth(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    source, target = makapix
+    result = plan(parse_config(makapix_config), source, target)
+    tables = result.to_json()["tables"]
+    assert tables["public.users"] == {"mode": "sample", "selected": 2, "parents_first_level": 2}
+    assert tables["public.posts"]["selected"] == 2
+    assert (
+        tables["public.posts"]["parents_first_level"] == 3
+    )  # 102 (comment 2, item 1) and 103 counted per link
+    assert tables["public.comments"] == {"mode": "sample", "selected": 3, "parents_first_level": 1}
+    assert result.unreached == [] and result.sensitive_without_rule == []
+    assert ids(rows, target, "SELECT id FROM users") == [99]  # untouched
+
+
+def test_same_seed_same_sample_other_seed_other_sample(
+    make_database: Callable[[], str],
+    makapix_sql: tuple[str, str],
+    makapix_config: dict[str, Any],
+    execute: Callable[[str, str], None],
+    rows: Rows,
+    anonymisation_key: str,
+) -> None:
+    """Generated data (2000 users): size within tolerance, consistent, deterministic."""
+    schema, _ = makapix_sql
+    source, target = make_database(), make_database()
+    execute(
+        source,
+        schema
+        + """
+        SET session_replication_role = replica;
+        INSERT INTO teams SELECT g, 'team ' || g, g * 10 FROM generate_series(1, 200) g;
+        INSERT INTO users (id, handle, email, team_id, invited_by)
+            SELECT g, 'u' || g, 'u' || g || '@example.com', 1 + g % 200, CASE WHEN g % 7 = 0 THEN g - 1 END
+            FROM generate_series(1, 2000) g;
+        INSERT INTO posts (id, owner_id, title, visibility) OVERRIDING SYSTEM VALUE
+            SELECT g, 1 + (g * 7919) % 2000, 'p' || g, 'public' FROM generate_series(1, 6000) g;
+        INSERT INTO comments (post_id, author_id, body)
+            SELECT 1 + (g * 31) % 6000, 1 + (g * 17) % 2000, 'c' FROM generate_series(1, 8000) g;
+        INSERT INTO follow SELECT DISTINCT 1 + (g * 13) % 2000, 1 + (g * 29) % 2000
+            FROM generate_series(1, 5000) g WHERE (g * 13) % 2000 <> (g * 29) % 2000;
+        INSERT INTO badges VALUES ('early', 'Early');
+        RESET session_replication_role;
+    """,
+    )
+    execute(target, schema)
+    makapix_config["roots"] = [{"table": "users", "fraction": 0.1}]
+    config = parse_config(makapix_config)
+
+    planned = plan(config, source).tables["public.users"].selected
+    assert 140 <= planned <= 260  # 10% of 2000, binomial tolerance (4 sigma)
+    run(config, source, target)
+    first = rows(target, "SELECT id FROM users ORDER BY 1")
+    first_comments = rows(target, "SELECT id FROM comments ORDER BY 1")
+    assert verify(config, source, target).ok
+    run(config, source, target)
+    assert rows(target, "SELECT id FROM users ORDER BY 1") == first
+    assert rows(target, "SELECT id FROM comments ORDER BY 1") == first_comments
+
+    makapix_config["seed"] = 8
+    run(parse_config(makapix_config), source, target)
+    assert rows(target, "SELECT id FROM users ORDER BY 1") != first
+    assert rows(target, "SELECT count(*) FROM users WHERE email NOT LIKE 'user%@dev.test'") == [(0,)]
+
+
+def test_a_failure_midway_leaves_the_target_unchanged(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    source, target = makapix
+    # users and posts load before comments; this CHECK rejects a comment row mid-run.
+    execute(target, "ALTER TABLE comments ADD CONSTRAINT no_replies CHECK (parent_id IS NULL)")
+    before = rows(target, "SELECT id, email FROM users ORDER BY 1")
+    with pytest.raises(SamplingError, match="no_replies"):
+        run(parse_config(makapix_config), source, target)
+    assert rows(target, "SELECT id, email FROM users ORDER BY 1") == before == [(99, "stale@dev")]
+    assert rows(target, "SELECT count(*) FROM posts") == [(0,)]
+
+
+def test_refusals_write_nothing(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, target = makapix
+
+    def refused(config: dict[str, Any], match: str, src: str = source, tgt: str = target) -> None:
+        with pytest.raises(SamplingError, match=match):
+            run(parse_config(config), src, tgt)
+        assert rows(target, "SELECT id FROM users") == [(99,)]
+
+    refused(makapix_config, "is the source table itself", tgt=source)
+
+    unknown = {**makapix_config, "tables": {**makapix_config["tables"], "userz": {"copy": "all"}}}
+    refused(unknown, r"tables.userz: no table 'userz'")
+
+    no_rule = {**makapix_config, "tables": {**makapix_config["tables"], "users": {}}}
+    refused(no_rule, r"public.users.email, public.users.last_ip")
+
+    bad_column = {
+        **makapix_config,
+        "tables": {**makapix_config["tables"], "players": {"columns": {"cert": "null"}}},
+    }
+    refused(bad_column, r"tables.players.columns.cert: no column 'cert'")
+
+    key_rule = {
+        **makapix_config,
+        "tables": {
+            **makapix_config["tables"],
+            "posts": {"columns": {"owner_id": {"rule": "null"}, "storage_key": "keep"}},
+        },
+    }
+    refused(key_rule, "part of a foreign key")
+
+    # badges is reached only because grants pull their badge in; with drop nothing reaches it.
+    unreached = {
+        **makapix_config,
+        "tables": {
+            **makapix_config["tables"],
+            "badges": {},
+            "badge_grants": {"foreign_keys": {"badge_code": {"policy": "drop"}}},
+        },
+    }
+    refused(unreached, "reaches these tables: public.badges")
+
+    monkeypatch.delenv("SAMPLING_ANONYMISATION_KEY")
+    refused(makapix_config, "SAMPLING_ANONYMISATION_KEY is not set")
+
+
+def test_fraction_outside_range_is_a_config_error(makapix_config: dict[str, Any]) -> None:
+    for fraction in (0, 1.5, -0.1):
+        makapix_config["roots"] = [{"table": "users", "fraction": fraction}]
+        with pytest.raises(ConfigError, match=r"roots.0.fraction"):
+            parse_config(makapix_config, "cfg.yaml")
+
+
+def test_unreachable_server_is_named_without_its_password(makapix_config: dict[str, Any]) -> None:
+    url = "postgresql://sampler:Sup3rSecret@127.0.0.1:1/prod"
+    with pytest.raises(SamplingError) as caught:
+        plan(parse_config(makapix_config), url)
+    message = str(caught.value)
+    assert "cannot connect to the source server postgresql://sampler:***@127.0.0.1:1/prod" in message
+    assert "Sup3rSecret" not in message
+
+
+def test_schema_drift_copies_common_columns_and_refuses_what_cannot_load(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    source, target = makapix
+    execute(
+        target,
+        """
+        ALTER TABLE posts ADD COLUMN subtitle text;                -- newer migration, nullable
+        ALTER TABLE posts DROP COLUMN search;                      -- column gone in dev
+        ALTER TABLE comments ALTER COLUMN body TYPE varchar(200);  -- compatible type change
+    """,
+    )
+    run(parse_config(makapix_config), source, target)
+    assert rows(target, "SELECT id, subtitle FROM posts WHERE id = 100") == [(100, None)]
+    assert rows(target, "SELECT body FROM comments WHERE id = 1") == [("on 100 by 4",)]
+
+    execute(
+        target,
+        "ALTER TABLE posts ADD COLUMN rating int NOT NULL DEFAULT 0; ALTER TABLE posts ALTER COLUMN rating DROP DEFAULT",
+    )
+    with pytest.raises(ConfigError, match=r"target column public.posts.rating is NOT NULL without a default"):
+        run(parse_config(makapix_config), source, target)
+    execute(
+        target, "ALTER TABLE posts DROP COLUMN rating; ALTER TABLE players ALTER COLUMN name TYPE int USING 1"
+    )
+    with pytest.raises(
+        ConfigError, match=r"type mismatch: public.players.name is text in the source but integer"
+    ):
+        run(parse_config(makapix_config), source, target)
+
+
+def test_cap_keeps_at_most_n_rows_per_group_deterministically(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    source, target = makapix
+    execute(
+        source,
+        """
+        INSERT INTO view_events (post_id, viewer_id, viewed_at)
+        SELECT 100, NULL, '2026-03-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 50) g
+    """,
+    )
+    makapix_config["tables"]["view_events"]["cap"] = {"per": ["post_id"], "max": 5}
+    run(parse_config(makapix_config), source, target)
+    assert rows(target, "SELECT post_id, count(*) FROM view_events GROUP BY 1 ORDER BY 1") == [
+        (100, 5),
+        (101, 1),
+    ]
+    first = rows(target, "SELECT id FROM view_events ORDER BY 1")
+    run(parse_config(makapix_config), source, target)
+    assert rows(target, "SELECT id FROM view_events ORDER BY 1") == first
