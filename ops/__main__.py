@@ -24,7 +24,9 @@ from ops.errors import OpsError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ops", description="Operations tools: backups, restore, Prometheus alert rules."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     alerts = commands.add_parser("alerts", help="Prometheus alerting rules from `pulumi stack output --json`")
@@ -92,6 +94,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             else:
                 print(f"restored {restored.backup} into database {restored.database}")
     except OpsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a directory that cannot be created, a full disk...: names the path
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
