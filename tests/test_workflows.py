@@ -142,3 +142,72 @@ def test_no_secret_or_untrusted_input_is_expanded_inside_a_shell_script() -> Non
         for job_id, step in _steps(_load(path)):
             run = step.get("run", "")
             assert "${{" not in run, f"{path.name}:{job_id}: expression inside run: {run[:60]!r}"
+
+
+def _run_script(workflow: Path, job_id: str, step_name: str) -> str:
+    job = _load(workflow)["jobs"][job_id]
+    step = next(step for step in job["steps"] if step.get("name") == step_name)
+    script: str = step["run"]
+    return script
+
+
+def _git(cwd: Path, *arguments: str) -> None:
+    subprocess.run(["git", *arguments], cwd=cwd, check=True, capture_output=True, text=True)
+
+
+def test_desired_state_diff_script_reports_changed_and_unchanged_stacks(tmp_path: Path) -> None:
+    """Runs the workflow's own shell script, as GitHub runs it, against a throwaway repository."""
+    base_snapshots = {
+        "dev": '[\n  {"name": "api", "cpus": 1.0}\n]\n',
+        "prod": '[\n  {"name": "api", "cpus": 2.0}\n]\n',
+    }
+    rendered = {"dev": '[\n  {"name": "api", "cpus": 1.5}\n]\n', "prod": base_snapshots["prod"]}
+
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    _git(origin, "init", "--quiet", "--initial-branch=main")
+    (origin / "tests" / "snapshots").mkdir(parents=True)
+    for stack, text in base_snapshots.items():
+        (origin / "tests" / "snapshots" / f"{stack}.json").write_text(text, encoding="utf-8")
+    _git(origin, "add", ".")
+    _git(origin, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "--quiet", "-m", "base")
+    checkout = tmp_path / "checkout"
+    _git(tmp_path, "clone", "--quiet", str(origin), str(checkout))
+
+    # Stand-in for the project's virtualenv: `python -m tools.desired_state STACK` prints `rendered`.
+    fake_python = checkout / ".venv" / "bin" / "python"
+    fake_python.parent.mkdir(parents=True)
+    cases = "".join(f"  {stack}) printf '%s' '{text}';;\n" for stack, text in rendered.items())
+    fake_python.write_text(f'#!/bin/sh\ncase "$3" in\n{cases}  *) exit 9;;\nesac\n', encoding="utf-8")
+    fake_python.chmod(0o755)
+
+    runner_temp = tmp_path / "runner"
+    runner_temp.mkdir()
+    summary = tmp_path / "summary.md"
+    script = tmp_path / "step.sh"
+    script.write_text(
+        _run_script(PREVIEW, "desired-state", "Diff the rendered stacks against the base branch's snapshots")
+    )
+    env = {
+        **os.environ,
+        "BASE_REF": "main",
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    # GitHub's default shell for run: steps.
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    report = summary.read_text(encoding="utf-8")
+    assert "against `main`" in report
+    assert "<b>dev</b>: 2 lines changed" in report
+    assert '-  {"name": "api", "cpus": 1.0}' in report and '+  {"name": "api", "cpus": 1.5}' in report
+    assert "**prod**: no change" in report
+    assert (runner_temp / "desired-state.md").read_text(encoding="utf-8") == report
