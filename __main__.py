@@ -41,9 +41,9 @@ services = {
             service=service,
             plain_environment=plain_environment,
             secret_environment=secret_environment,
-            networks=[networks.internal_name, networks.edge_name],
+            networks=[networks.internal_name, networks.edge_name, *filter(None, [networks.shared_data_name])],
             caddy_labels={"api": labels.api, "web": labels.web}.get(service, {}),
-            depends_on=[database.container, redis.container, *([edge] if edge else [])],
+            depends_on=[*filter(None, [database.container, redis.container, edge])],
         ),
     )
     for service in settings.services
@@ -63,6 +63,8 @@ if settings.isolation.peer_stack:
 pulumi.export("environment", settings.environment)
 pulumi.export("isolation_fingerprint", isolation_fingerprint)
 pulumi.export("database_url", database.url)
+if settings.database.mode == "shared" and settings.environment == "production":
+    pulumi.export("shared_database_password", database.password)
 if database.host_url is not None:
     pulumi.export("database_host_url", database.host_url)
 pulumi.export(

@@ -152,6 +152,8 @@ class DatabaseSettings(Settings):
     name: Identifier = Field(examples=["makapix_dev"])
     table_prefix: str = Field(default="", pattern=r"^([a-z][a-z0-9_]*_)?$", examples=["dev_"])
     user: Identifier = Field(default="makapix", examples=["makapix"])
+    # Shared mode: the stack that runs the shared server; its `shared_database_password` output is used.
+    server_stack: str = Field(default="prod", examples=["organization/clippyfront/prod"])
     # Published on the host's loopback only, for the sampler and backups (never on 0.0.0.0).
     host_port: Port | None = Field(default=None, examples=[55433])
     tuning: dict[str, str] = Field(default_factory=dict, examples=[{"shared_buffers": "128MB"}])

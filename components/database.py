@@ -37,6 +37,15 @@ def database_url(
     )
 
 
+def shared_server_name(settings: EnvironmentConfig, service: str) -> str:
+    """A server both environments use (shared mode): owned by production, named for neither."""
+    return f"{settings.project}-shared-{service}"
+
+
+def shared_network_name(settings: EnvironmentConfig) -> str:
+    return f"{settings.project}-shared-data"
+
+
 @dataclass(frozen=True)
 class DatabaseArgs:
     settings: EnvironmentConfig
@@ -45,10 +54,17 @@ class DatabaseArgs:
 
 
 class Database(pulumi.ComponentResource):
-    """A PostgreSQL container on the internal network, published on the host's loopback only."""
+    """A PostgreSQL container, published on the host's loopback only.
 
-    container: docker.Container
-    volume: docker.Volume
+    Dedicated mode: the environment's own server on its internal network (004 §3).
+    Shared mode: one server on the ``<project>-shared-data`` network, declared by the production
+    stack; the development stack declares no server and its containers join that network (000,
+    004 §3 alternative). Each environment keeps its own database name or table prefix there.
+    """
+
+    container: docker.Container | None
+    volume: docker.Volume | None
+    password: pulumi.Output[str]
     host: str
     url: pulumi.Output[str]
     host_url: pulumi.Output[str] | None
@@ -57,11 +73,32 @@ class Database(pulumi.ComponentResource):
         super().__init__("makapix:environment:Database", name, None, opts)
         settings = args.settings
         database = settings.database
-        self.host = settings.container_name("db")
+        shared = database.mode == "shared"
+        self.password = args.password
+        if shared and settings.environment != "production":
+            # One server, one owner role (000): the password is the one of the stack running the server.
+            server = pulumi.StackReference(
+                f"{name}-server", stack_name=database.server_stack, opts=pulumi.ResourceOptions(parent=self)
+            )
+            self.password = pulumi.Output.secret(server.require_output("shared_database_password"))
+        self.host = shared_server_name(settings, "db") if shared else settings.container_name("db")
+        self.url = database_url(
+            database.user, self.password, self.host if shared else "db", 5432, database.name
+        )
+        self.host_url = (
+            database_url(database.user, self.password, "127.0.0.1", database.host_port, database.name)
+            if database.host_port is not None
+            else None
+        )
+        self.container = None
+        self.volume = None
+        if shared and settings.environment != "production":
+            self.register_outputs({"host": self.host})
+            return
         # Data outlives the container: a replace or a `pulumi destroy` never deletes it (README: deleting on purpose).
         self.volume = docker.Volume(
             f"{name}-data",
-            name=settings.volume_name("pg_data"),
+            name=f"{settings.project}-shared_pg_data" if shared else settings.volume_name("pg_data"),
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
         check = ["CMD-SHELL", f"pg_isready -U {database.user} -d {database.name}"]
@@ -79,11 +116,13 @@ class Database(pulumi.ComponentResource):
                     "POSTGRES_USER": database.user,
                     "PGDATA": f"{DATA_DIRECTORY}/pgdata",
                 },
-                {"POSTGRES_PASSWORD": args.password},
+                {"POSTGRES_PASSWORD": self.password},
             ),
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIRECTORY)],
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=args.internal_network, aliases=["db"])
+                docker.ContainerNetworksAdvancedArgs(
+                    name=shared_network_name(settings) if shared else args.internal_network, aliases=["db"]
+                )
             ],
             ports=ports,
             healthcheck=healthcheck(check, start_period="30s"),
@@ -94,11 +133,5 @@ class Database(pulumi.ComponentResource):
             destroy_grace_seconds=60,
             **limit_args(settings.resources["db"]),
             opts=container_options(self, replace_when_changed(healthcheck=check)),
-        )
-        self.url = database_url(database.user, args.password, "db", 5432, database.name)
-        self.host_url = (
-            database_url(database.user, args.password, "127.0.0.1", database.host_port, database.name)
-            if database.host_port is not None
-            else None
         )
         self.register_outputs({"container": self.container.name, "volume": self.volume.name})

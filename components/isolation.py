@@ -106,21 +106,20 @@ def find_collisions(mine: Fingerprint, theirs: Fingerprint) -> list[Collision]:
     same_names("volumes", "volume name")
     same_names("networks", "network name")
 
-    if mine["database"]["mode"] == "shared" and theirs["database"]["mode"] == "shared":
-        if (mine["database"]["name"], mine["database"]["table_prefix"]) == (
-            theirs["database"]["name"],
-            theirs["database"]["table_prefix"],
-        ):
-            prefix = mine["database"]["table_prefix"]
-            found.append(
-                Collision(
-                    "database",
-                    f"shared server, same database {mine['database']['name']!r} with the same table prefix "
-                    f"{prefix!r}: give each environment its own database or prefix",
-                )
+    shared_database = mine["database"]["mode"] == "shared" and theirs["database"]["mode"] == "shared"
+    same_tables = (mine["database"]["name"], mine["database"]["table_prefix"]) == (
+        theirs["database"]["name"],
+        theirs["database"]["table_prefix"],
+    )
+    if shared_database and same_tables:
+        prefix = mine["database"]["table_prefix"]
+        found.append(
+            Collision(
+                "database",
+                f"shared server, same database {mine['database']['name']!r} with the same table prefix "
+                f"{prefix!r}: give each environment its own database or prefix",
             )
-        if mine["database"]["user"] == theirs["database"]["user"]:
-            found.append(Collision("database role", f"shared server, same role {mine['database']['user']!r}"))
+        )
     shared_redis = mine["redis"]["mode"] == "shared" and theirs["redis"]["mode"] == "shared"
     if shared_redis and mine["redis"]["db_index"] == theirs["redis"]["db_index"]:
         found.append(

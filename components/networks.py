@@ -40,4 +40,16 @@ class EnvironmentNetworks(pulumi.ComponentResource):
         )
         self.internal_name = self.internal.name
         self.edge_name = settings.network_name("edge")
+        # Shared servers (database or Redis in shared mode) live on a network production declares.
+        self.shared_data_name: str | None = None
+        if "shared" in (settings.database.mode, settings.redis.mode):
+            self.shared_data_name = f"{settings.project}-shared-data"
+            if settings.environment == "production":
+                docker.Network(
+                    f"{name}-shared-data",
+                    name=self.shared_data_name,
+                    internal=True,
+                    driver="bridge",
+                    opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+                )
         self.register_outputs({"internal": self.internal_name, "edge": self.edge_name})

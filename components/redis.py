@@ -9,6 +9,7 @@ import pulumi_docker as docker
 
 from components.config import EnvironmentConfig
 from components.container import LOG_OPTIONS, container_options, healthcheck, limit_args, replace_when_changed
+from components.database import shared_network_name, shared_server_name
 
 
 @dataclass(frozen=True)
@@ -18,29 +19,43 @@ class RedisArgs:
 
 
 class Redis(pulumi.ComponentResource):
-    """A Redis container with append-only persistence on a protected volume, on the internal network."""
+    """A Redis container with append-only persistence on a protected volume.
 
-    container: docker.Container
-    volume: docker.Volume
+    Dedicated mode: on the environment's internal network. Shared mode (000): one server on the
+    ``<project>-shared-data`` network declared by production; each environment its own DB index.
+    """
+
+    container: docker.Container | None
+    volume: docker.Volume | None
     url: str
 
     def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("makapix:environment:Redis", name, None, opts)
         settings = args.settings
+        shared = settings.redis.mode == "shared"
+        host = shared_server_name(settings, "redis") if shared else "redis"
+        self.url = f"redis://{host}:6379/{settings.redis.db_index}"
+        self.container = None
+        self.volume = None
+        if shared and settings.environment != "production":
+            self.register_outputs({"url": self.url})
+            return
         self.volume = docker.Volume(
             f"{name}-data",
-            name=settings.volume_name("redis_data"),
+            name=f"{settings.project}-shared_redis_data" if shared else settings.volume_name("redis_data"),
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
         check = ["CMD", "redis-cli", "ping"]
         self.container = docker.Container(
             f"{name}-container",
-            name=settings.container_name("redis"),
+            name=shared_server_name(settings, "redis") if shared else settings.container_name("redis"),
             image=settings.images.redis,
             command=["redis-server", "--appendonly", "yes"],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path="/data")],
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=args.internal_network, aliases=["redis"])
+                docker.ContainerNetworksAdvancedArgs(
+                    name=shared_network_name(settings) if shared else args.internal_network, aliases=["redis"]
+                )
             ],
             healthcheck=healthcheck(check),
             restart="unless-stopped",
@@ -49,5 +64,4 @@ class Redis(pulumi.ComponentResource):
             **limit_args(settings.resources["redis"]),
             opts=container_options(self, replace_when_changed(healthcheck=check)),
         )
-        self.url = f"redis://redis:6379/{settings.redis.db_index}"
         self.register_outputs({"container": self.container.name, "volume": self.volume.name})

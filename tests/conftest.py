@@ -93,9 +93,14 @@ def render_stack() -> Callable[..., Any]:
 
     cache: dict[str, Any] = {}
 
-    def rendered(stack: str, project_dir: Path = PROJECT_DIR, **overrides: Any) -> Any:
-        if overrides:
-            return render(stack, project_dir, extra_config=overrides)
+    def rendered(
+        stack: str,
+        project_dir: Path = PROJECT_DIR,
+        references: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Any:
+        if overrides or references:
+            return render(stack, project_dir, extra_config=overrides, references=references)
         key = f"{project_dir}:{stack}"
         if key not in cache:
             cache[key] = render(stack, project_dir)

@@ -265,18 +265,22 @@ def _inside(project_dir: Path) -> Iterator[None]:
 
 
 def render(
-    stack: str, project_dir: Path | str = ".", extra_config: dict[str, Any] | None = None
+    stack: str,
+    project_dir: Path | str = ".",
+    extra_config: dict[str, Any] | None = None,
+    references: dict[str, dict[str, Any]] | None = None,
 ) -> Rendering:
     """Run the program of ``project_dir`` for ``stack`` under mocks and return what it declares.
 
-    ``extra_config`` (keys without namespace) overrides stack file values, for tests.
+    For tests: ``extra_config`` (keys without namespace) overrides stack file values, and
+    ``references`` (stack -> outputs) overrides files in ``stack_references/``.
     """
     project_dir = Path(project_dir).resolve()
     project = str((yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}).get("name"))
     config, secret_keys = _stack_config(project_dir, project, stack)
     for key, value in (extra_config or {}).items():
         config[f"{project}:{key}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
-    monitor = _RecordingMonitor(_StackMocks(_references(project_dir)))
+    monitor = _RecordingMonitor(_StackMocks({**_references(project_dir), **(references or {})}))
 
     def run() -> None:
         pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)

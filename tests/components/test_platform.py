@@ -153,3 +153,39 @@ def test_plain_settings_are_exported_for_reviewers_without_secrets(render_stack)
     exported = render_stack("dev").outputs["services"]["api"]["environment"]
     assert exported["ENVIRONMENT"] == "development"
     assert "DATABASE_URL" not in exported and "JWT_SECRET_KEY" not in exported
+
+
+SHARED = {"database": {"mode": "shared", "name": "makapix"}, "redis": {"mode": "shared"}}
+
+
+def test_shared_servers_are_declared_once_by_production(render_stack):
+    prod = render_stack("prod", **SHARED)
+    db = prod.get(CONTAINER, "makapix-prod-db-container").plain_inputs()
+    redis = prod.get(CONTAINER, "makapix-prod-redis-container").plain_inputs()
+    assert (db["name"], redis["name"]) == ("makapix-shared-db", "makapix-shared-redis")
+    assert db["networksAdvanced"][0]["name"] == redis["networksAdvanced"][0]["name"] == "makapix-shared-data"
+    assert prod.get(NETWORK, "makapix-prod-shared-data").plain_inputs()["internal"] is True
+    from tools.desired_state import Secret
+
+    assert prod.outputs["shared_database_password"] == Secret("mock-secret-makapix-prod-database-password")
+
+
+def test_development_joins_the_shared_servers_with_its_own_database_and_index(render_stack):
+    prod_outputs = {"shared_database_password": "the-servers-password", "isolation_fingerprint": None}
+    dev = render_stack(
+        "dev",
+        references={"prod": prod_outputs},
+        isolation={"peer_stack": None},
+        database={"mode": "shared", "name": "makapix_dev"},
+        redis={"mode": "shared"},
+    )
+    names = {c.plain_inputs()["name"] for c in dev.of_type(CONTAINER)}
+    assert names == {"makapix-dev-api", "makapix-dev-web", "makapix-dev-worker"}
+    api = dev.get(CONTAINER, "makapix-dev-api-container").plain_inputs()
+    envs = dict(entry.split("=", 1) for entry in api["envs"])
+    assert (
+        envs["DATABASE_URL"] == "postgresql://makapix:the-servers-password@makapix-shared-db:5432/makapix_dev"
+    )
+    assert envs["REDIS_URL"] == "redis://makapix-shared-redis:6379/0"
+    assert "makapix-shared-data" in [n["name"] for n in api["networksAdvanced"]]
+    assert not dev.of_type(VOLUME)
