@@ -7,6 +7,7 @@ from components.database import Database, DatabaseArgs
 from components.edge import Edge, EdgeArgs, caddy_labels
 from components.isolation import fingerprint
 from components.isolation_check import IsolationCheck, IsolationCheckArgs
+from components.monitoring import monitoring_output
 from components.networks import EnvironmentNetworks, NetworksArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import EnvironmentSecrets, EnvironmentSecretsArgs
@@ -61,6 +62,7 @@ if settings.isolation.peer_stack:
     )
 
 pulumi.export("environment", settings.environment)
+pulumi.export("monitoring", monitoring_output(settings))
 pulumi.export("isolation_fingerprint", isolation_fingerprint)
 pulumi.export("database_url", database.url)
 if settings.database.mode == "shared" and settings.environment == "production":

@@ -283,6 +283,8 @@ class MonitoringSettings(Settings):
     database_connections_ratio: float = Field(default=0.8, gt=0, le=1, examples=[0.8])
     vault_disk_ratio: float = Field(default=0.8, gt=0, le=1, examples=[0.8])
     container_limit_ratio: float = Field(default=1.0, gt=0, le=1, examples=[1.0])
+    # Mount point of the filesystem holding the vault (node_exporter's `mountpoint` label).
+    vault_mountpoint: HostPath = Field(default="/", examples=["/mnt"])
 
 
 class Images(Settings):

@@ -1,0 +1,73 @@
+"""The ``monitoring`` stack output: containers and limits, thresholds and endpoints (004 §12).
+
+Its schema is ``ops.monitoring.MonitoringOutput`` (documented in docs/operations.md); building it
+through that model means a stack can never export what ``python -m ops alerts`` cannot read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.config import EnvironmentConfig, Resources, memory_bytes
+from components.database import shared_server_name
+from components.isolation import infrastructure_services
+from ops.monitoring import (
+    ApiMonitoring,
+    ContainerLimits,
+    DatabaseMonitoring,
+    MonitoringOutput,
+    VaultMonitoring,
+)
+
+# PostgreSQL's own default when the stack does not tune max_connections.
+POSTGRES_DEFAULT_MAX_CONNECTIONS = 100
+
+
+def _limits(name: str, service: str, resources: Resources) -> ContainerLimits:
+    return ContainerLimits(
+        name=name,
+        service=service,
+        cpu_limit=resources.cpus,
+        memory_limit_bytes=memory_bytes(resources.memory),
+    )
+
+
+def monitoring_output(settings: EnvironmentConfig) -> dict[str, Any]:
+    """The plain JSON the stack exports as ``monitoring``."""
+    containers = [
+        _limits(settings.container_name(service), service, config.resources)
+        for service, config in settings.services.items()
+    ]
+    for service in infrastructure_services(settings):
+        containers.append(_limits(settings.container_name(service), service, settings.resources[service]))  # type: ignore[index]
+    database_container = settings.container_name("db")
+    if settings.database.mode == "shared":
+        database_container = shared_server_name(settings, "db")
+        if settings.environment == "production":
+            containers.append(_limits(database_container, "db", settings.resources["db"]))
+    production = settings.environment == "production"
+    thresholds = settings.monitoring
+    output = MonitoringOutput(
+        project=settings.project,
+        environment=settings.environment,
+        containers=containers,
+        database=DatabaseMonitoring(
+            container=database_container,
+            max_connections=int(
+                settings.database.tuning.get("max_connections", POSTGRES_DEFAULT_MAX_CONNECTIONS)
+            ),
+            connections_alert_ratio=thresholds.database_connections_ratio,
+        ),
+        vault=VaultMonitoring(
+            host_path=settings.vault.host_path,
+            mountpoint=thresholds.vault_mountpoint,
+            disk_alert_ratio=thresholds.vault_disk_ratio,
+        ),
+        api=ApiMonitoring(
+            domain=settings.domain.web_domain,
+            latency_p99_threshold_seconds=thresholds.api_latency_p99_seconds if production else None,
+        ),
+        container_limit_alert_ratio=thresholds.container_limit_ratio,
+        endpoints={"web": settings.domain.base_url, "api": f"{settings.domain.base_url}/api"},
+    )
+    return output.model_dump(mode="json")
