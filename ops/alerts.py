@@ -6,8 +6,8 @@ because ``monitoring`` is a plain output).  Output: one Prometheus rule file.
 
 The rules are written for the usual exporters, and rely on these labels:
 
-- cAdvisor: ``container_cpu_usage_seconds_total`` / ``container_memory_working_set_bytes``
-  by container name label ``name``;
+- cAdvisor: ``container_cpu_usage_seconds_total``, ``container_memory_working_set_bytes`` and
+  ``container_oom_events_total`` by container name label ``name``;
 - postgres_exporter: ``pg_stat_activity_count``, scraped with the target label
   ``environment`` (production|development), since each environment runs its own exporter;
 - node_exporter: ``node_filesystem_avail_bytes`` / ``node_filesystem_size_bytes`` by ``mountpoint``;
@@ -32,6 +32,8 @@ from ops.monitoring import OUTPUT_NAME, ContainerLimits, MonitoringOutput
 PENDING_FOR = "5m"
 # Window of rate() over counters; must cover several scrapes at the usual 15-60 s interval.
 RATE_WINDOW = "5m"
+# Window in which an out-of-memory kill keeps its alert firing.
+OOM_WINDOW = "10m"
 
 _Rule = dict[str, Any]
 
@@ -85,11 +87,18 @@ def _number(value: float) -> str:
     return str(value) if isinstance(value, int) else repr(value)
 
 
-def _alert(name: str, expr: str, labels: dict[str, str], summary: str, description: str) -> _Rule:
+def _alert(
+    name: str,
+    expr: str,
+    labels: dict[str, str],
+    summary: str,
+    description: str,
+    pending_for: str = PENDING_FOR,
+) -> _Rule:
     return {
         "alert": name,
         "expr": expr,
-        "for": PENDING_FOR,
+        "for": pending_for,
         "labels": dict(labels),  # a copy each, or PyYAML writes anchors and aliases
         "annotations": {"summary": summary, "description": description},
     }
@@ -111,6 +120,10 @@ def _container_rules(monitoring: MonitoringOutput, container: ContainerLimits) -
         f"max by (name) (container_memory_working_set_bytes{selector})"
         f" / {_number(container.memory_limit_bytes)} > {_number(ratio)}"
     )
+    # With Docker enforcing the limit, memory use cannot pass it: the kernel kills the process
+    # instead. An OOM kill is therefore the one sure sign that a container wanted more than it
+    # was allocated; it is an event, so it fires at once.
+    oom_killed = f"increase(container_oom_events_total{selector}[{OOM_WINDOW}]) > 0"
     where = f"{monitoring.environment} container {container.name}"
     return [
         _alert(
@@ -127,6 +140,15 @@ def _container_rules(monitoring: MonitoringOutput, container: ContainerLimits) -
             f"{where} uses more than {ratio:.0%} of its memory limit",
             "Working set is {{ $value | humanizePercentage }} of the "
             f"{container.memory_limit_bytes} bytes allocated.",
+        ),
+        _alert(
+            "ContainerOomKilled",
+            oom_killed,
+            labels,
+            f"{where} was killed for using more than its memory limit",
+            f"{{{{ $value | humanize }}}} out-of-memory kills in the last {OOM_WINDOW} "
+            f"(limit {container.memory_limit_bytes} bytes).",
+            pending_for="0m",
         ),
     ]
 

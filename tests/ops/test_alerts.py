@@ -88,6 +88,16 @@ def threshold_cases(monitoring: dict[str, Any]) -> list[Case]:
                 noise=[_series("container_memory_working_set_bytes", noise_labels, _gauge(1e15))],
             )
         )
+        # An OOM kill at minute 15 (counter 0 -> 1) against none at all.
+        cases.append(
+            Case(
+                "ContainerOomKilled",
+                expected,
+                above=[_series("container_oom_events_total", labels, f"0x15 1x{STEPS - 15}")],
+                below=[_series("container_oom_events_total", labels, f"0x{STEPS}")],
+                noise=[_series("container_oom_events_total", noise_labels, f"0+1x{STEPS}")],
+            )
+        )
 
     database = monitoring["database"]
     limit = database["max_connections"] * database["connections_alert_ratio"]
@@ -250,7 +260,7 @@ def test_promtool_check_rules_accepts_the_generated_file(monitoring: dict[str, A
     rule_file, _ = write_rules_and_tests(tmp_path, monitoring)
     checked = run_promtool("check", "rules", str(rule_file))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    alerts = len(monitoring["containers"]) * 2 + 2 + (monitoring["environment"] == "production")
+    alerts = len(monitoring["containers"]) * 3 + 2 + (monitoring["environment"] == "production")
     assert f"SUCCESS: {alerts} rules found" in checked.stdout
 
 
