@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:
         return int(stop.code or 0)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         config = load_config(args.config)
         source = _url(args.source, SOURCE_ENV, "source")

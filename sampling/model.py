@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sampling.catalog import Catalog, ForeignKey, QualifiedName, Table, display
 from sampling.config import ColumnRule, ParentPolicy, Root, SamplingConfig
-from sampling.errors import ConfigError
+from sampling.errors import ConfigError, SamplingError
 
 #: Column names that suggest personal or secret data; each needs a rule or ``keep``.
 SENSITIVE_NAME = re.compile(
@@ -115,7 +115,8 @@ def target_schemas(config: SamplingConfig) -> list[str]:
 
 def resolve(config: SamplingConfig, source: Catalog, target: Catalog, same_database: bool) -> Resolved:
     """Check ``config`` against both catalogs and work out every table's treatment."""
-    errors: list[str] = []
+    errors: list[str] = []  # mistakes in the configuration (exit 2)
+    refusals: list[str] = []  # the databases do not allow the run (exit 1)
     where = config.source_file
     scope = f"schemas {config.schemas}" + (
         f" with prefix {config.mapping.source_prefix!r}" if config.mapping.source_prefix else ""
@@ -218,17 +219,17 @@ def resolve(config: SamplingConfig, source: Catalog, target: Catalog, same_datab
         ttable = target.get(tname)
         if ttable is None:
             if mode != "none":
-                errors.append(
+                refusals.append(
                     f"target table {display(tname)} (for source {display(name)}) does not exist; "
                     f"the application's migrations must create it, or set {key}.copy: none"
                 )
             continue
         if same_database and tname == name and mode != "none":
-            errors.append(
+            refusals.append(
                 f"refusing: target table {display(tname)} is the source table itself; "
                 "use another database or a mapping (schemas / prefixes)"
             )
-        columns, binary = _common_columns(table, ttable, same_database, errors)
+        columns, binary = _common_columns(table, ttable, same_database, refusals)
         if mode in ("sample", "all"):
             for copied in table.copied_columns:
                 if copied.name in columns and copied.name not in rules and SENSITIVE_NAME.search(copied.name):
@@ -276,6 +277,8 @@ def resolve(config: SamplingConfig, source: Catalog, target: Catalog, same_datab
                         )
     if errors:
         raise ConfigError("\n".join(errors))
+    if refusals:
+        raise SamplingError("\n".join(refusals))
 
     downward, breaks = _order_downward(plans, roots)
     include_only = _included_tables(plans, set(downward))
