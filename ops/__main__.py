@@ -3,6 +3,7 @@
     python -m ops alerts OUTPUTS.json [--output FILE]
     python -m ops backup --dir DIR [--keep N] [--pg-bin DIR] [--json]
     python -m ops restore --dir DIR [--backup FILE] [--pg-bin DIR] [--json]
+    python -m ops schema          (JSON Schema of the `monitoring` stack output)
 
 backup and restore read the database URL from the environment variable OPS_DATABASE_URL.
 Exit status: 0 done, 1 refused or failed (message on stderr, nothing changed), 2 bad usage.
@@ -21,6 +22,7 @@ from pathlib import Path
 from ops.alerts import load_monitoring, render_alert_rules
 from ops.backup import DEFAULT_KEEP, backup_database, database_url_from_environment, restore_database
 from ops.errors import OpsError
+from ops.monitoring import monitoring_json_schema
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("--backup", type=Path, help="backup file to restore (default: the newest in DIR)")
     restore.add_argument("--pg-bin", type=Path, help="directory of pg_restore and psql")
     restore.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    commands.add_parser("schema", help="print the JSON Schema of the `monitoring` stack output")
     return parser
 
 
@@ -72,6 +75,8 @@ def run(argv: Sequence[str] | None = None) -> int:
                 sys.stdout.write(rules)
             else:
                 _write_atomically(arguments.output, rules)
+        elif arguments.command == "schema":
+            print(json.dumps(monitoring_json_schema(), indent=2, sort_keys=True, ensure_ascii=False))
         elif arguments.command == "backup":
             result = backup_database(
                 database_url_from_environment(), arguments.dir, keep=arguments.keep, pg_bin=arguments.pg_bin

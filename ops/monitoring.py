@@ -9,7 +9,7 @@ thresholds of 004 §12 ("Alerting Thresholds").
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
@@ -40,19 +40,33 @@ class ContainerLimits(_Strict):
 
 
 class DatabaseMonitoring(_Strict):
+    """The environment's PostgreSQL and its connection alert (postgres_exporter)."""
+
     container: str = Field(min_length=1, description="Name of the PostgreSQL container.")
     max_connections: int = Field(gt=0, description="PostgreSQL max_connections of this environment.")
-    connections_alert_ratio: float = Field(default=DEFAULT_CONNECTIONS_ALERT_RATIO, gt=0, le=1)
+    connections_alert_ratio: float = Field(
+        default=DEFAULT_CONNECTIONS_ALERT_RATIO,
+        gt=0,
+        le=1,
+        description="Alert when connections in use exceed this share of max_connections.",
+    )
 
 
 class VaultMonitoring(_Strict):
+    """The environment's file vault and its disk alert (node_exporter)."""
+
     host_path: str = Field(min_length=1, description="Host directory of the file vault.")
     mountpoint: str = Field(
         default="/",
         min_length=1,
         description="Mount point of the filesystem holding host_path (node_exporter label `mountpoint`).",
     )
-    disk_alert_ratio: float = Field(default=DEFAULT_DISK_ALERT_RATIO, gt=0, le=1)
+    disk_alert_ratio: float = Field(
+        default=DEFAULT_DISK_ALERT_RATIO,
+        gt=0,
+        le=1,
+        description="Alert when the vault's filesystem is fuller than this share.",
+    )
 
     @model_validator(mode="after")
     def _mountpoint_contains_vault(self) -> Self:
@@ -65,6 +79,8 @@ class VaultMonitoring(_Strict):
 
 
 class ApiMonitoring(_Strict):
+    """The api's public host and its latency alert (Caddy metrics)."""
+
     domain: str = Field(min_length=1, description="Host name the api is served on (Caddy label `host`).")
     latency_p99_threshold_seconds: float | None = Field(
         default=None, gt=0, description="Production only: alert when p99 request latency exceeds it."
@@ -74,10 +90,10 @@ class ApiMonitoring(_Strict):
 class MonitoringOutput(_Strict):
     """Everything monitoring needs to know about one environment of the application."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
-    project: str = Field(min_length=1)
-    environment: Environment
-    containers: list[ContainerLimits] = Field(min_length=1)
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="Version of this schema.")
+    project: str = Field(min_length=1, description="Project name, e.g. makapix.")
+    environment: Environment = Field(description="Which environment the stack runs.")
+    containers: list[ContainerLimits] = Field(min_length=1, description="Every container of the environment.")
     database: DatabaseMonitoring
     vault: VaultMonitoring
     api: ApiMonitoring
@@ -105,3 +121,8 @@ class MonitoringOutput(_Strict):
         if self.environment == "production" and self.sampling is not None:
             raise ValueError("sampling is development only; production is never loaded from a sample")
         return self
+
+
+def monitoring_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the output, as committed in ``ops/monitoring.schema.json``."""
+    return MonitoringOutput.model_json_schema()

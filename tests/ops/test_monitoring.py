@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from ops.monitoring import MonitoringOutput
+from ops.monitoring import MonitoringOutput, monitoring_json_schema
 
 
 def test_both_sample_outputs_validate_and_round_trip_through_json(
@@ -61,3 +64,20 @@ def test_development_refuses_a_latency_threshold(development_monitoring: dict[st
     raw["api"]["latency_p99_threshold_seconds"] = 0.5
     with pytest.raises(ValidationError, match="production only"):
         MonitoringOutput.model_validate(raw)
+
+
+def test_committed_json_schema_is_the_models_schema() -> None:
+    # The schema is a contract with monitoring: a change to the model must be a conscious one.
+    committed = json.loads((Path(__file__).parents[2] / "ops" / "monitoring.schema.json").read_text("utf-8"))
+    assert committed == monitoring_json_schema(), (
+        "ops/monitoring.py changed the monitoring output schema: if only optional fields were added, "
+        "regenerate with `python -m ops schema > ops/monitoring.schema.json`; if a field was renamed, "
+        "removed or made required, bump SCHEMA_VERSION too"
+    )
+
+
+def test_schema_command_prints_the_schema() -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "ops", "schema"], capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(printed) == monitoring_json_schema()
