@@ -2,7 +2,7 @@
 
 import pulumi
 
-from components.app import AppService, AppServiceArgs, application_environment
+from components.app import AppService, AppServiceArgs, application_environment, service_exports
 from components.database import Database, DatabaseArgs
 from components.edge import Edge, EdgeArgs, caddy_labels
 from components.isolation import fingerprint
@@ -72,7 +72,7 @@ if database.host_url is not None:
 pulumi.export(
     "services",
     {
-        service: {"container": app.container.name, "environment": plain_environment}
+        service: service_exports(settings, service, app.networks, plain_environment)
         for service, app in services.items()
     },
 )

@@ -44,6 +44,7 @@ class AppService(pulumi.ComponentResource):
     """One application container with the environment's settings, limits and health check."""
 
     container: docker.Container
+    networks: list[pulumi.Input[str]]
 
     def __init__(self, name: str, args: AppServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("makapix:environment:AppService", name, None, opts)
@@ -74,6 +75,7 @@ class AppService(pulumi.ComponentResource):
             **limit_args(service.resources),
             opts=container_options(self, replace_when_changed(healthcheck=check, init=True), args.depends_on),
         )
+        self.networks = list(args.networks)
         self.register_outputs({"container": self.container.name})
 
 
@@ -118,3 +120,20 @@ def application_environment(
         if key in secrets:
             secret[variable] = secrets[key]
     return plain, secret
+
+
+def service_exports(
+    settings: EnvironmentConfig,
+    service: str,
+    networks: list[pulumi.Input[str]],
+    plain_environment: dict[str, str],
+) -> dict[str, pulumi.Input[object]]:
+    """What the stack tells about one app container: name, networks, limits, internal endpoint, settings."""
+    config = settings.services[service]
+    return {
+        "container": settings.container_name(service),
+        "networks": networks,
+        "limits": config.resources.model_dump(exclude_none=True),
+        "internal_endpoint": f"http://{service}:{config.port}" if config.port else None,
+        "environment": {**plain_environment, **config.environment},
+    }

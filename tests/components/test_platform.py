@@ -189,3 +189,12 @@ def test_development_joins_the_shared_servers_with_its_own_database_and_index(re
     assert envs["REDIS_URL"] == "redis://makapix-shared-redis:6379/0"
     assert "makapix-shared-data" in [n["name"] for n in api["networksAdvanced"]]
     assert not dev.of_type(VOLUME)
+
+
+def test_each_service_exports_name_networks_limits_and_endpoint(render_stack):
+    api = render_stack("dev").outputs["services"]["api"]
+    assert api["container"] == "makapix-dev-api"
+    assert api["networks"] == ["makapix-dev-internal", "makapix-dev-edge"]
+    assert api["limits"] == {"cpus": 1.0, "memory": "512M", "memory_reservation": "256M"}
+    assert api["internal_endpoint"] == "http://api:8000"
+    assert render_stack("dev").outputs["services"]["worker"].get("internal_endpoint") is None
