@@ -226,3 +226,251 @@ def get() -> Callable[[int, str, str], Response]:
 def unused_port() -> Callable[[], int]:
     """unused_port() -> a TCP port nothing listens on at 127.0.0.1 right now."""
     return free_port
+
+
+# --- certificates (openssl CLI) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    name: str
+    cert: Path
+    key: Path
+    workdir: Path
+
+    def issue(self, common_name: str, *, server: bool = False) -> KeyPair:
+        """A certificate signed by this CA whose CN is ``common_name`` (server: valid for 127.0.0.1)."""
+        stem = self.workdir / f"{self.name}-{common_name}-{'server' if server else 'client'}"
+        key, csr, cert, extensions = (stem.with_suffix(s) for s in (".key", ".csr", ".crt", ".ext"))
+        _openssl(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            csr,
+            "-subj",
+            f"/CN={common_name}",
+        )
+        usage = "serverAuth" if server else "clientAuth"
+        extensions.write_text(
+            ("subjectAltName=IP:127.0.0.1,DNS:localhost\n" if server else "") + f"extendedKeyUsage={usage}\n"
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            self.cert,
+            "-CAkey",
+            self.key,
+            "-CAcreateserial",
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-extfile",
+            extensions,
+        )
+        return KeyPair(cert, key)
+
+
+def _openssl(*arguments: str | Path) -> None:
+    subprocess.run([require("openssl"), *map(str, arguments)], check=True, capture_output=True, timeout=30)
+
+
+def make_ca(workdir: Path, name: str) -> CertificateAuthority:
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert, key = workdir / f"{name}-ca.crt", workdir / f"{name}-ca.key"
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-subj",
+        f"/CN={name} test CA",
+        "-days",
+        "2",
+    )
+    return CertificateAuthority(name, cert, key, workdir)
+
+
+@pytest.fixture(scope="session")
+def certificate_authority(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], CertificateAuthority]:
+    """certificate_authority(name) -> a CA made with openssl, one per name for the whole session."""
+    workdir = tmp_path_factory.mktemp("pki")
+    made: dict[str, CertificateAuthority] = {}
+
+    def get(name: str) -> CertificateAuthority:
+        if name not in made:
+            made[name] = make_ca(workdir, name)
+        return made[name]
+
+    return get
+
+
+# --- Mosquitto ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MqttClient:
+    """Options of mosquitto_pub/mosquitto_sub for one client, kept in the clients' options file.
+
+    The options (password included) go into ``$XDG_CONFIG_HOME/mosquitto_{pub,sub}``, which both
+    programs read, so no secret is ever on a command line.
+    """
+
+    name: str
+    options: tuple[str, ...]
+    config_home: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "XDG_CONFIG_HOME": str(self.config_home)}
+
+    def publish(self, topic: str, message: str, qos: int = 1) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [require("mosquitto_pub"), "-t", topic, "-m", message, "-q", str(qos), "-V", "mqttv311"],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=15,
+        )
+
+    def subscribe(self, *topics: str, seconds: int = 3) -> Subscription:
+        """A running mosquitto_sub on ``topics`` that has received its SUBACK (or has failed)."""
+        # Line-buffered, so that the SUBACK debug line arrives as it happens, not at exit.
+        command = [
+            require("stdbuf"),
+            "-oL",
+            require("mosquitto_sub"),
+            "-d",
+            "-v",
+            "-W",
+            str(seconds),
+            "-V",
+            "mqttv311",
+        ]
+        for topic in topics:
+            command += ["-t", topic]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env
+        )
+        subscription = Subscription(self.name, process, [])
+        subscription.wait_for_suback()
+        return subscription
+
+    def connects(self) -> bool:
+        return self.publish(f"connectivity-check/{self.name}", "ping", qos=1).returncode == 0
+
+
+@dataclass
+class Subscription:
+    name: str
+    process: subprocess.Popen[str]
+    lines: list[str]
+
+    def wait_for_suback(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if "received SUBACK" in line:
+                return
+        raise AssertionError(f"{self.name}: no SUBACK; mosquitto_sub said:\n" + "\n".join(self.lines))
+
+    def messages(self) -> list[str]:
+        """``topic payload`` lines received until mosquitto_sub's -W timeout ends it."""
+        output, _ = self.process.communicate(timeout=30)
+        lines = self.lines + output.splitlines()
+        return [
+            line
+            for line in lines
+            if not line.startswith(("Client ", " - ", "Subscribed ", "Timed out")) and line.strip()
+        ]
+
+
+@pytest.fixture
+def mqtt_client(tmp_path: Path) -> Callable[..., MqttClient]:
+    """mqtt_client(name, port, ca=, cert=, username=, password=) -> a client's mosquitto_pub/sub options."""
+
+    def make(
+        name: str,
+        port: int,
+        *,
+        ca: Path | None = None,
+        cert: KeyPair | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> MqttClient:
+        options = ["-h 127.0.0.1", f"-p {port}"]  # no fixed client id: each process gets its own
+        if ca:
+            options.append(f"--cafile {ca}")
+        if cert:
+            options += [f"--cert {cert.cert}", f"--key {cert.key}"]
+        if username:
+            options.append(f"-u {username}")
+        if password:
+            options.append(f"-P {password}")
+        home = tmp_path / "mqtt-clients" / name
+        home.mkdir(parents=True)
+        for program in ("mosquitto_pub", "mosquitto_sub"):
+            (home / program).write_text("\n".join(options) + "\n")
+        return MqttClient(name, tuple(options), home)
+
+    return make
+
+
+class MosquittoHarness:
+    """Runs real ``mosquitto`` processes on 127.0.0.1; stops every one it started."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.mosquitto = require("mosquitto")
+        self.workdir = workdir
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, config_dir: Path, conf: str, files: dict[str, str], ports: list[int]) -> None:
+        """Write mosquitto.conf and the other files into config_dir, start Mosquitto, wait for its ports."""
+        config_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in {"mosquitto.conf": conf, **files}.items():
+            (config_dir / name).write_text(text)
+        log = config_dir / "mosquitto.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [self.mosquitto, "-c", str(config_dir / "mosquitto.conf")],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        self.processes.append(process)
+        for port in ports:
+            wait_for_port("127.0.0.1", port, process, log)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            stop(process)
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[MosquittoHarness]:
+    harness = MosquittoHarness(tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.stop_all()
