@@ -648,15 +648,20 @@ def sync_vault(
         copier = _Copier(source, target)
         with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
             batches = _batches(plan.to_copy, COPY_BATCH_SIZE)
-            for result in pool.map(lambda batch: _copy_batch(copier, batch), batches):
-                copied += result.copied
-                bytes_copied += result.bytes_copied
-                vanished.extend(result.vanished)
-                failed.extend(result.failed)
-                if on_progress is not None:
-                    on_progress(
-                        result.copied + len(result.vanished) + len(result.failed), result.bytes_copied
-                    )
+            try:
+                for result in pool.map(lambda batch: _copy_batch(copier, batch), batches):
+                    copied += result.copied
+                    bytes_copied += result.bytes_copied
+                    vanished.extend(result.vanished)
+                    failed.extend(result.failed)
+                    if on_progress is not None:
+                        on_progress(
+                            result.copied + len(result.vanished) + len(result.failed), result.bytes_copied
+                        )
+            except BaseException:
+                # Ctrl-C: finish the batches under way (each file is atomic), start no more.
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
 
     pruned = prune(target, plan.wanted, dry_run) if prune_extra and target.is_dir() else []
     if dry_run and on_dry_run_action is not None:
@@ -741,6 +746,12 @@ def main(argv: list[str]) -> int:
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     stderr = Console(stderr=True, highlight=False)
     url = args.target_db or os.environ.get(TARGET_URL_ENV, "")
+    if args.target_db and mask_url(args.target_db) != args.target_db:
+        stderr.print(
+            f"warning: --target-db carries a password, visible to every user in the process list; "
+            f"set {TARGET_URL_ENV} instead",
+            markup=False,
+        )
     if not url:
         stderr.print(
             f"error: no development database: pass --target-db or set {TARGET_URL_ENV}", markup=False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from psycopg import sql
 
 from sampling import vault
@@ -22,6 +25,7 @@ from sampling.vault import (
     UnsafePathError,
     VaultLayoutError,
     mask_url,
+    safe_relative_path,
     sync_vault,
 )
 
@@ -350,12 +354,13 @@ def test_json_summary_shape_from_the_command_line(
     assert "vault sync: copied 3 files" in captured.err  # the final line even without a terminal
 
 
-def test_module_entry_point_runs_with_the_url_from_the_environment(
-    posts_url: str, vaults: SimpleNamespace
+@pytest.mark.parametrize("module", [["sampling.vault"], ["sampling", "vault"]])
+def test_module_entry_points_run_with_the_url_from_the_environment(
+    posts_url: str, vaults: SimpleNamespace, module: list[str]
 ) -> None:
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "sampling.vault"),
+            *(sys.executable, "-m", *module),
             *("--source-vault", str(vaults.source), "--target-vault", str(vaults.target), "--json"),
         ],
         env={**os.environ, vault.TARGET_URL_ENV: posts_url},
@@ -385,7 +390,21 @@ def test_database_errors_exit_1_with_the_password_masked(
     assert code == 1
     captured = capsys.readouterr()
     assert "error:" in captured.err
+    assert "warning: --target-db carries a password" in captured.err
     assert "s3cr3t-pw" not in captured.err + captured.out
+
+
+@given(st.text(alphabet="ab./\x00", max_size=12))
+def test_a_path_is_either_refused_or_stays_inside_the_vault(rendered: str) -> None:
+    try:
+        relative = safe_relative_path(rendered, "posts")
+    except UnsafePathError:
+        return
+    root = "/vault"
+    joined = posixpath.normpath(posixpath.join(root, relative))
+    assert joined.startswith(root + "/")
+    assert ".." not in relative.split("/") and "" not in relative.split("/")
+    assert relative == posixpath.normpath(relative)
 
 
 def test_mask_url_hides_passwords_in_both_url_and_keyword_forms() -> None:
