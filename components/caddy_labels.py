@@ -11,10 +11,14 @@ domain); caddy-docker-proxy merges them into one site block:
     ` 200
         }
         handle /api/* {                                  # handle_path when the prefix is stripped
-            reverse_proxy 172.18.0.7:8000
+            reverse_proxy 172.18.0.7:8000 {
+                header_down -X-Robots-Tag                # development only: the app's own value goes
+            }
         }
         handle {
-            reverse_proxy 172.18.0.6:3000
+            reverse_proxy 172.18.0.6:3000 {
+                header_down -X-Robots-Tag                # development only
+            }
         }
     }
 
@@ -107,4 +111,8 @@ def route_labels(settings: RouteSettings) -> ContainerLabels:
         **_site_wide_labels(settings),
         "caddy.3_handle.reverse_proxy": f"{{{{upstreams {settings.web_port}}}}}",
     }
+    if settings.block_crawlers:
+        # An app that sets its own X-Robots-Tag must not add an indexable value next to ours.
+        api[f"caddy.2_{handle}.reverse_proxy.header_down"] = "-X-Robots-Tag"
+        web["caddy.3_handle.reverse_proxy.header_down"] = "-X-Robots-Tag"
     return ContainerLabels(web=web, api=api)

@@ -89,6 +89,8 @@ def _handler(name: str) -> type[BaseHTTPRequestHandler]:
             body = json.dumps({"upstream": name, "path": self.path}).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            if self.path.startswith("/indexable"):  # an app that asks to be indexed
+                self.send_header("X-Robots-Tag", "all")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -102,6 +102,9 @@ def test_production_routes_api_and_web_and_does_not_block_crawlers(
     assert answered_by(get(port, PROD_DOMAIN, "/apiary")) == ("prod-web", "/apiary")
     for path in ("/", "/api/x", "/robots.txt", "/missing"):
         assert get(port, PROD_DOMAIN, path).header("X-Robots-Tag") == [], path
+    assert get(port, PROD_DOMAIN, "/indexable").header("X-Robots-Tag") == [
+        "all"
+    ]  # production leaves the app be
 
 
 @pytest.mark.parametrize("strip", [False, True], ids=["keep-prefix", "strip-prefix"])
@@ -127,6 +130,8 @@ def test_development_routes_and_blocks_crawlers_on_every_response(
     robots = get(port, DEV_DOMAIN, "/robots.txt")
     assert robots.status == 200
     assert robots.body.decode() == ROBOTS_TXT == "User-agent: *\nDisallow: /\n"
+    web_asks_for_indexing = get(port, DEV_DOMAIN, "/indexable")
+    api_asks_for_indexing = get(port, DEV_DOMAIN, "/api/indexable")
     not_found = get(port, DEV_DOMAIN, "/missing")
     assert not_found.status == 404 and not_found.json()["upstream"] == "dev-web"
 
@@ -134,7 +139,8 @@ def test_development_routes_and_blocks_crawlers_on_every_response(
     bad_gateway = get(port, DEV_DOMAIN, "/api/x")
     assert bad_gateway.status == 502
 
-    for response in (api, web, robots, not_found, bad_gateway):
+    responses = (api, web, web_asks_for_indexing, api_asks_for_indexing, robots, not_found, bad_gateway)
+    for response in responses:
         assert response.header("X-Robots-Tag") == [ROBOTS_TAG], response
 
 
