@@ -15,6 +15,7 @@ import pytest
 from components.database import postgres_command
 
 CONTAINER = "docker:index/container:Container"
+PORT = 54329
 
 
 @pytest.fixture
@@ -49,6 +50,10 @@ def start(postgres_bin_dir: Path, directory: Path, run_as: dict, flags: list[str
             directory / "data",
             "-k",
             directory,
+            # A port of its own: PostgreSQL derives shared memory and semaphore keys from the port, and the
+            # embedded test server uses the default one under the same OS user.
+            "-p",
+            str(PORT),
             "-c",
             "listen_addresses=",
             *flags,
@@ -68,7 +73,7 @@ def test_the_dev_database_flags_are_accepted_and_in_force(render_stack, postgres
         deadline = time.monotonic() + 30
         while True:
             try:
-                connection = psycopg.connect(host=str(directory), user="postgres", dbname="postgres")
+                connection = psycopg.connect(host=str(directory), port=PORT, user="postgres", dbname="postgres")
                 break
             except psycopg.OperationalError:
                 assert server.poll() is None, server.stdout.read().decode()
