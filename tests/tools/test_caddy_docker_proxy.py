@@ -10,17 +10,22 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tools.caddy_docker_proxy import (
+    Block,
     LabelError,
     LabelledContainer,
     caddy_labels,
     caddy_tokens,
     caddyfile_from_containers,
     main,
+    marshal,
 )
 
 
@@ -237,3 +242,34 @@ def test_cli_rejects_bad_input_naming_the_file_and_entry(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert str(labels_json) in captured.err and message in captured.err
+
+
+# Tokens caddy-docker-proxy writes back faithfully. Its writer has known gaps that labels must avoid
+# (and ours do): a backtick or a trailing backslash inside a quoted token, a tab (only a space makes
+# it quote), a token starting with '#', and an empty token.
+_SAFE_TOKENS = st.text(
+    alphabet=st.sampled_from("abcXYZ019 \n,;:*/.-_@\"'{}()"), min_size=1, max_size=30
+).filter(lambda token: not token.startswith("#"))
+
+
+@given(st.lists(_SAFE_TOKENS, min_size=1, max_size=5))
+def test_written_tokens_read_back_as_the_same_tokens(tokens: list[str]) -> None:
+    """What the writer quotes, Caddy's lexer splits back into exactly the label's tokens."""
+    blocks = [Block(keys=["x.example.com"], children=[Block(keys=["directive", *tokens])])]
+    written = marshal(blocks)
+    assert caddy_tokens(written) == ["x.example.com", "{", "directive", *tokens, "}"]
+
+
+def test_cli_runs_as_a_module(tmp_path: Path) -> None:
+    labels_json = tmp_path / "labels.json"
+    labels_json.write_text(
+        json.dumps([{"labels": {"caddy": "makapix.club", "caddy.respond": "ok"}, "address": "a"}])
+    )
+    completed = subprocess.run(
+        [sys.executable, "-m", "tools.caddy_docker_proxy", str(labels_json)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert (completed.returncode, completed.stdout) == (0, "makapix.club {\n\trespond ok\n}\n")
