@@ -67,14 +67,25 @@ class SourceQueries:
             terms = [self._followed(link.fk, alias) for link in links]
             return sql.SQL("({})").format(sql.SQL(" OR ").join(terms))
         # all: every reference that is set is to a taken row, and at least one reference is set.
-        every = [
-            sql.SQL("(NOT ({}) OR {})").format(
+        # A NOT NULL reference is always set: a plain IN, which PostgreSQL turns into a hash semi-join.
+        always = [link for link in links if self._always_set(plan, link.fk)]
+        sometimes = [link for link in links if link not in always]
+        every = [self._in_selection(link.fk, alias) for link in always] + [
+            sql.SQL("(NOT {} OR {})").format(
                 self._engaged(link.fk, alias), self._in_selection(link.fk, alias)
             )
-            for link in links
+            for link in sometimes
         ]
-        some = [self._engaged(link.fk, alias) for link in links]
-        return sql.SQL("({} AND ({}))").format(sql.SQL(" AND ").join(every), sql.SQL(" OR ").join(some))
+        if not always:
+            some = [self._engaged(link.fk, alias) for link in sometimes]
+            every.append(sql.SQL("({})").format(sql.SQL(" OR ").join(some)))
+        return sql.SQL("({})").format(sql.SQL(" AND ").join(every))
+
+    @staticmethod
+    def _always_set(plan: TablePlan, fk: ForeignKey) -> bool:
+        return fk.when is None and all(
+            (column := plan.source.column(name)) is not None and column.not_null for name in fk.columns
+        )
 
     def _engaged(self, fk: ForeignKey, alias: str) -> sql.Composed:
         """The row's reference ``fk`` is set (and, for a declared relation, applies)."""
