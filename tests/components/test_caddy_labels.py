@@ -100,6 +100,7 @@ def test_production_routes_api_and_web_and_does_not_block_crawlers(
     assert answered_by(get(port, PROD_DOMAIN, "/")) == ("prod-web", "/")
     assert answered_by(get(port, PROD_DOMAIN, "/robots.txt")) == ("prod-web", "/robots.txt")
     assert answered_by(get(port, PROD_DOMAIN, "/apiary")) == ("prod-web", "/apiary")
+    assert answered_by(get(port, PROD_DOMAIN, "/api")) == ("prod-web", "/api")
     for path in ("/", "/api/x", "/robots.txt", "/missing"):
         assert get(port, PROD_DOMAIN, path).header("X-Robots-Tag") == [], path
     assert get(port, PROD_DOMAIN, "/indexable").header("X-Robots-Tag") == [
