@@ -35,7 +35,12 @@ _SALT_BYTES = 12
 
 @dataclass(frozen=True)
 class BrokerPaths:
-    """Where the files live inside the broker's container (the eclipse-mosquitto image's layout)."""
+    """Where the files live inside the broker's container (the eclipse-mosquitto image's layout).
+
+    Mosquitto started as root drops to ``run_as_user`` BEFORE it reads the ACL, password, CA,
+    certificate and key files, so all of them must be readable by that user (checked with 2.0.11:
+    a root-only 0600 key or ACL stops the broker with "Permission denied").
+    """
 
     config_dir: str = "/mosquitto/config"  # mosquitto.conf, acl, passwords
     certs_dir: str = "/mosquitto/certs"  # ca.crt, server.crt, server.key
@@ -194,6 +199,7 @@ def render_dedicated(broker: DedicatedBroker) -> BrokerFiles:
     acl = [
         f"# {broker.environment}: every client (any certificate of this environment's CA) is confined",
         f"# to {broker.topic_prefix}/#; Mosquitto denies whatever is not granted here.",
+        "# (Mosquitto warns that this pattern has no %u/%c: intended, it applies to every client alike.)",
         f"pattern readwrite {broker.topic_prefix}/#",
     ]
     return BrokerFiles(_text(conf), _text(acl))
