@@ -8,8 +8,9 @@ production vault into the development vault.
 
 How it works, top-down:
 
-1. ``read_post_paths`` streams the posts table through a server-side cursor (memory stays bounded by
-   the cursor batch) and renders each row through the path template.  The template may only name
+1. ``read_post_paths`` streams the posts table through a server-side cursor (rows arrive in batches;
+   what is kept is one string per sampled file, which pruning needs) and renders each row through the
+   path template.  The template may only name
    columns of the table, and every rendered path is untrusted database content: absolute paths and
    ``..`` are refused.
 2. ``plan_sync`` compares source and target with rsync's quick check (same size and same mtime means
@@ -68,7 +69,7 @@ class VaultSyncError(Exception):
 
 
 class TemplateError(VaultSyncError):
-    """The path template names something that is not a column of the posts table."""
+    """The path template or the posts table does not fit the database (unknown table or column)."""
 
 
 class UnsafePathError(VaultSyncError):
