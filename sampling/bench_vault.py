@@ -117,15 +117,21 @@ def run(files: int, workers: int | None, workdir: Path) -> None:
         try:
             rsync_target = workdir / "rsync-vault"
             rsync_command = ["rsync", "-a", f"--files-from={file_list}", f"{source}/", f"{rsync_target}/"]
+            # Before each timed step, flush the dirty pages of the previous one so that no step pays
+            # for another's write-back.
+            os.sync()
             started = time.monotonic()
             subprocess.run(rsync_command, check=True)
             rsync_seconds = time.monotonic() - started
+            os.sync()
             started = time.monotonic()
             subprocess.run(rsync_command, check=True)  # context only: rsync's own unchanged run
             rsync_unchanged_seconds = time.monotonic() - started
 
             target = workdir / "dev-vault"
+            os.sync()
             first = sync_vault(url, source, target, posts_table="bench_vault_posts", workers=workers)
+            os.sync()
             second = sync_vault(url, source, target, posts_table="bench_vault_posts", workers=workers)
         finally:
             if os.environ.get(BENCH_URL_ENV):
