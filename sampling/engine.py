@@ -54,7 +54,7 @@ from sampling.selection import (
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 #: Keys fetched from the target and sent back to the source per round trip (bounds client memory).
-KEY_BATCH = 10_000
+KEY_BATCH = 50_000
 
 #: Session settings on both sides, so values turned into text (keys, text COPY) read back identically.
 _SESSION = {
