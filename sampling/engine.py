@@ -321,6 +321,7 @@ def run(
         _prepare_source(src, config, _anonymisation_key(config, resolved))
         _prepare_target(tgt)
         loader = _Loader(resolved, src, tgt, report)
+        loader.prepare_queries()
         loader.truncate()
         loader.load_downward()
         loader.resolve_parents()
@@ -376,6 +377,7 @@ class _Loader:
         self.tgt = tgt
         self.report = report
         self.queries = SourceQueries(resolved)
+        self.downward: dict[QualifiedName, sql.Composed] = {}  # filled by prepare_queries(), in load order
         self.loaded = [n for n, p in sorted(resolved.tables.items()) if p.loads]
         self.counts: dict[str, TableCount] = {
             display(resolved.tables[n].target.name): TableCount() for n in self.loaded
@@ -420,13 +422,27 @@ class _Loader:
         self.report(Progress(label, step, count.rows, done=True))
         return rows
 
-    def load_downward(self) -> None:
+    def prepare_queries(self) -> None:
+        """Build and EXPLAIN every downward query: a bad ``where`` or rule fails before anything is written."""
         order = [
             *self.resolved.downward_order,
             *[n for n, p in sorted(self.resolved.tables.items()) if p.mode == "all"],
         ]
         for name in order:
-            self._stream(self.resolved.tables[name], self.queries.downward_rows(name), "load")
+            query = self.queries.downward_rows(name)
+            try:
+                self.src.execute(sql.SQL("EXPLAIN {}").format(query))
+            except psycopg.Error as error:
+                raise SamplingError(
+                    f"{self.resolved.config.source_file}: the selection of table {self.resolved.tables[name].logical} "
+                    f"is not valid SQL on the source (check its root 'where', relations' 'when'): "
+                    f"{str(error).strip()}"
+                ) from None
+            self.downward[name] = query
+
+    def load_downward(self) -> None:
+        for name, query in self.downward.items():
+            self._stream(self.resolved.tables[name], query, "load")
 
     def resolve_parents(self) -> None:
         """Pull in parents (include) until nothing is missing, then nullify and drop, cascading."""

@@ -278,6 +278,12 @@ def test_refusals_write_nothing(
     }
     refused(unreached, "reaches these tables: public.badges")
 
+    bad_where = {
+        **makapix_config,
+        "roots": [{"table": "users", "fraction": 0.5, "where": "no_such_column = 1"}],
+    }
+    refused(bad_where, r"selection of table public.users is not valid SQL .*no_such_column")
+
     monkeypatch.delenv("SAMPLING_ANONYMISATION_KEY")
     refused(makapix_config, "SAMPLING_ANONYMISATION_KEY is not set")
 

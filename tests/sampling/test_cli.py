@@ -1,0 +1,138 @@
+"""``python -m sampling``: JSON output, exit codes, configuration errors, passwords never printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sampling.cli import main
+from sampling.config import load_config
+
+ROOT = Path(__file__).parents[2]
+
+
+def cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sampling", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_plan_run_verify_with_urls_from_the_environment(
+    makapix: tuple[str, str],
+    makapix_config: dict[str, Any],
+    write_config: Callable[[dict[str, Any]], Path],
+    rows: Callable[[str, str], list[tuple[Any, ...]]],
+) -> None:
+    source, target = makapix
+    path = str(write_config(makapix_config))
+    env = {"SAMPLING_SOURCE_URL": source, "SAMPLING_TARGET_URL": target}
+
+    planned = cli(["plan", "--config", path, "--json"], env)
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["tables"]["public.users"]["selected"] == 2
+    assert rows(target, "SELECT id FROM users") == [(99,)]
+
+    ran = cli(["run", "--config", path, "--json"], env)
+    assert ran.returncode == 0, ran.stderr
+    summary = json.loads(ran.stdout)
+    assert summary["total_rows"] == 34 and summary["seed"] == 7 and summary["fraction"] == 1.0
+    assert summary["tables"]["public.users"]["rows"] == 5
+    assert isinstance(summary["tables"]["public.users"]["seconds"], float)
+
+    verified = cli(["verify", "--config", path, "--json"], env)
+    assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True
+
+    human = cli(["plan", "--config", path], env)
+    assert human.returncode == 0 and "public.users" in human.stderr
+
+
+def test_verify_exits_1_on_problems(
+    makapix: tuple[str, str],
+    makapix_config: dict[str, Any],
+    write_config: Callable[[dict[str, Any]], Path],
+    execute: Callable[[str, str], None],
+) -> None:
+    source, target = makapix
+    path = str(write_config(makapix_config))
+    assert cli(["run", "--config", path, "--source", source, "--target", target]).returncode == 0
+    execute(target, "SELECT setval('users_id_seq', 1)")
+    verified = cli(["verify", "--config", path, "--source", source, "--target", target])
+    assert verified.returncode == 1
+    assert "users_id_seq" in verified.stderr
+
+
+def test_configuration_errors_name_file_key_and_value(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "roots:\n  - table: users\n    fraction: 1.5\ntables:\n  users:\n    columns:\n"
+        "      email: {rule: emial}\n",
+        encoding="utf-8",
+    )
+    result = cli(["plan", "--config", str(path), "--source", "postgresql://x@127.0.0.1:1/db"])
+    assert result.returncode == 2
+    assert str(path) in result.stderr
+    assert "roots.0.fraction" in result.stderr and "1.5" in result.stderr
+    assert "tables.users.columns.email.rule" in result.stderr and "'emial'" in result.stderr
+
+
+def test_missing_url_and_unreadable_file_are_usage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SAMPLING_SOURCE_URL", raising=False)
+    config = tmp_path / "c.yaml"
+    config.write_text("roots: [{table: users, fraction: 0.1}]\n", encoding="utf-8")
+    assert main(["plan", "--config", str(config)]) == 2
+    assert main(["plan", "--config", str(tmp_path / "missing.yaml"), "--source", "postgresql://x@h/db"]) == 2
+    assert main(["frobnicate"]) == 2
+
+
+def test_unreachable_server_exits_1_without_the_password(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("roots: [{table: users, fraction: 0.1}]\n", encoding="utf-8")
+    result = cli(
+        ["plan", "--config", str(config), "--source", "postgresql://prod:Hunter2pw@127.0.0.1:1/makapix"]
+    )
+    assert result.returncode == 1
+    assert "postgresql://prod:***@127.0.0.1:1/makapix" in result.stderr
+    assert "Hunter2pw" not in result.stderr + result.stdout
+
+
+def test_vault_subcommand_is_handed_to_sampling_vault(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    seen: list[list[str]] = []
+    fake = types.ModuleType("sampling.vault")
+    fake.main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sampling.vault", fake)
+    import sampling
+
+    monkeypatch.setattr(sampling, "vault", fake, raising=False)
+    assert main(["vault", "--source", "/mnt/vault-1", "--json"]) == 0
+    assert seen == [["--source", "/mnt/vault-1", "--json"]]
+
+
+def test_yaml_shorthand_and_file_loading(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "seed: 3\nroots: [{table: users, fraction: 0.25, where: 'id > 1'}]\n"
+        "tables:\n  users: {columns: {email: keep, ip: {rule: ip, style: pseudonym}}}\n",
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    assert config.seed == 3 and config.roots[0].where == "id > 1"
+    assert config.tables["users"].columns["email"].rule == "keep"
+    assert config.tables["users"].columns["ip"].keyed
+    assert config.source_file == str(path)
