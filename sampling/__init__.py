@@ -8,7 +8,7 @@ Library entry points (the command line in ``sampling.cli`` is a thin layer over 
     verify(config, source_url, target_url)         -> VerifyReport
 """
 
-from sampling.config import SamplingConfig, load_config
+from sampling.config import SamplingConfig, load_config, with_overrides
 from sampling.engine import Plan, Progress, RunSummary, VerifyReport, plan, run, verify
 from sampling.errors import ConfigError, SamplingError
 
@@ -24,4 +24,5 @@ __all__ = [
     "plan",
     "run",
     "verify",
+    "with_overrides",
 ]

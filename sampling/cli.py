@@ -1,4 +1,5 @@
-"""Command line: ``python -m sampling plan|run|verify --config FILE [--source URL] [--target URL] [--json]``.
+"""Command line: ``python -m sampling plan|run|verify --config FILE [--source URL] [--target URL] [--json]``
+(plus ``--seed N`` / ``--fraction F`` overrides).
 
 Exit codes: 0 ok, 1 failure or refusal, 2 usage or configuration error.  URLs default to the
 environment variables SAMPLING_SOURCE_URL and SAMPLING_TARGET_URL; passwords are never printed.
@@ -21,7 +22,7 @@ from rich.progress import Progress as Bars
 from rich.progress import TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sampling.config import load_config
+from sampling.config import load_config, with_overrides
 from sampling.engine import Progress, ProgressCallback, plan, run, verify
 from sampling.errors import ConfigError, SamplingError
 
@@ -45,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--source", help=f"source database URL (default: ${SOURCE_ENV})")
         sub.add_argument("--target", help=f"target database URL (default: ${TARGET_ENV})")
         sub.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+        sub.add_argument("--seed", type=int, help="override the configuration's seed")
+        sub.add_argument("--fraction", type=float, help="override every root's fraction")
     commands.add_parser(
         "vault", help="copy the vault files of sampled posts (see sampling.vault)", add_help=False
     )
@@ -113,7 +116,7 @@ def main(argv: list[str]) -> int:
         return int(stop.code or 0)
     err = Console(stderr=True, soft_wrap=True)
     try:
-        config = load_config(args.config)
+        config = with_overrides(load_config(args.config), seed=args.seed, fraction=args.fraction)
         source = _url(args.source, SOURCE_ENV, "source")
         if args.command == "plan":
             result: Any = plan(config, source, args.target or os.environ.get(TARGET_ENV))

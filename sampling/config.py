@@ -197,3 +197,16 @@ def load_config(path: str | Path) -> SamplingConfig:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     return parse_config(data, str(path))
+
+
+def with_overrides(
+    config: SamplingConfig, *, seed: int | None = None, fraction: float | None = None
+) -> SamplingConfig:
+    """``config`` with another seed and/or every root's fraction replaced (validated again)."""
+    data = config.model_dump(by_alias=True)
+    if seed is not None:
+        data["seed"] = seed
+    if fraction is not None:
+        for root in data["roots"]:
+            root["fraction"] = fraction
+    return parse_config(data, config.source_file)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from sampling.cli import main
-from sampling.config import load_config
+from sampling.config import load_config, with_overrides
+from sampling.errors import ConfigError
 
 ROOT = Path(__file__).parents[2]
 
@@ -136,3 +137,9 @@ def test_yaml_shorthand_and_file_loading(tmp_path: Path) -> None:
     assert config.tables["users"].columns["email"].rule == "keep"
     assert config.tables["users"].columns["ip"].keyed
     assert config.source_file == str(path)
+
+    changed = with_overrides(config, seed=9, fraction=0.5)
+    assert (changed.seed, changed.roots[0].fraction, changed.roots[0].where) == (9, 0.5, "id > 1")
+    assert changed.tables["users"].columns["ip"].style == "pseudonym"
+    with pytest.raises(ConfigError, match=r"roots.0.fraction"):
+        with_overrides(config, fraction=2.0)
