@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
         sub.add_argument("--seed", type=int, help="override the configuration's seed")
         sub.add_argument("--fraction", type=float, help="override every root's fraction")
+        if name == "plan":
+            sub.add_argument(
+                "--exact",
+                action="store_true",
+                help="also final rows per table: load into the target and roll back",
+            )
     commands.add_parser(
         "vault", help="copy the vault files of sampled posts (see sampling.vault)", add_help=False
     )
@@ -90,10 +96,15 @@ def _bars(console: Console, enabled: bool) -> Iterator[ProgressCallback | None]:
 
 def _print_plan(console: Console, result: Any) -> None:
     table = Table(title="Sampling plan")
-    for heading in ("table", "mode", "selected rows", "+ parents (first level)"):
-        table.add_column(heading, justify="right" if "rows" in heading or "parents" in heading else "left")
+    exact = any(row.final is not None for row in result.tables.values())
+    headings = ["table", "mode", "selected rows", "+ parents (first level)"] + (
+        ["final rows"] if exact else []
+    )
+    for heading in headings:
+        table.add_column(heading, justify="left" if heading in ("table", "mode") else "right")
     for name, row in result.tables.items():
-        table.add_row(name, row.mode, f"{row.selected:,}", f"{row.parents_first_level:,}")
+        cells = [name, row.mode, f"{row.selected:,}", f"{row.parents_first_level:,}"]
+        table.add_row(*cells, *([f"{row.final or 0:,}"] if exact else []))
     console.print(table)
     for title, items in (
         ("Unreached tables (run refuses)", result.unreached),
@@ -119,7 +130,7 @@ def main(argv: list[str]) -> int:
         config = with_overrides(load_config(args.config), seed=args.seed, fraction=args.fraction)
         source = _url(args.source, SOURCE_ENV, "source")
         if args.command == "plan":
-            result: Any = plan(config, source, args.target or os.environ.get(TARGET_ENV))
+            result: Any = plan(config, source, args.target or os.environ.get(TARGET_ENV), exact=args.exact)
             if not args.json:
                 _print_plan(err, result)
         elif args.command == "run":

@@ -117,6 +117,7 @@ class TablePlanRow:
     mode: str
     selected: int  # rows the downward pass takes (all rows for copy: all)
     parents_first_level: int  # rows that include pulls in directly (first level; more levels may follow)
+    final: int | None = None  # rows after parents, nullify and drop: only from an exact plan (a dry run)
 
 
 @dataclass
@@ -130,6 +131,7 @@ class Plan:
         return {
             "tables": {
                 n: {"mode": t.mode, "selected": t.selected, "parents_first_level": t.parents_first_level}
+                | ({} if t.final is None else {"final": t.final})
                 for n, t in self.tables.items()
             },
             "total_selected": sum(t.selected for t in self.tables.values()),
@@ -243,8 +245,16 @@ def _fraction(config: SamplingConfig) -> float | dict[str, float]:
 # --------------------------------------------------------------------------- plan
 
 
-def plan(config: SamplingConfig, source_url: str, target_url: str | None = None) -> Plan:
-    """Rows per table and first-level growth from ``include`` parents; writes nothing anywhere."""
+def plan(
+    config: SamplingConfig, source_url: str, target_url: str | None = None, *, exact: bool = False
+) -> Plan:
+    """Rows per table and first-level growth from ``include`` parents; writes nothing anywhere.
+
+    ``exact=True`` also gives each table's final row count by loading the sample into the target
+    inside a transaction that is rolled back (the target's tables are locked meanwhile).
+    """
+    if exact and not target_url:
+        raise SamplingError("an exact plan needs a target database: it loads the sample and rolls it back")
     with _database_errors(source_url, target_url), _connect(source_url, "source", read_only=True) as src:
         if target_url is None:
             resolved = _resolve(config, src, None)
@@ -262,18 +272,23 @@ def plan(config: SamplingConfig, source_url: str, target_url: str | None = None)
             count = src.execute(
                 sql.SQL("SELECT count(*) FROM {} AS t").format(queries.selection(name))
             ).fetchone()
-            rows[display(name)] = TablePlanRow(resolved.tables[name].mode, int(count[0]) if count else 0, 0)
+            label = display(resolved.tables[name].target.name)
+            rows[label] = TablePlanRow(resolved.tables[name].mode, int(count[0]) if count else 0, 0)
         for name in resolved.include_only:
-            rows[display(name)] = TablePlanRow("sample", 0, 0)
+            rows[display(resolved.tables[name].target.name)] = TablePlanRow("sample", 0, 0)
         for child in loaded:
             for link in resolved.tables[child].links:
                 parent = resolved.tables.get(link.fk.referenced)
                 if link.policy != "include" or parent is None or parent.mode != "sample":
                     continue
-                rows[display(parent.source.name)].parents_first_level += _count_missing(src, queries, link.fk)
-        return Plan(
+                rows[display(parent.target.name)].parents_first_level += _count_missing(src, queries, link.fk)
+        result = Plan(
             rows, list(resolved.unreached), list(resolved.sensitive_without_rule), list(resolved.cycle_breaks)
         )
+    if exact and target_url:
+        for label, loaded_rows in run(config, source_url, target_url, dry_run=True).tables.items():
+            rows[label].final = loaded_rows.rows
+    return result
 
 
 def _count_missing(src: Connection, queries: SourceQueries, fk: ForeignKey) -> int:
@@ -306,9 +321,17 @@ def _count_missing(src: Connection, queries: SourceQueries, fk: ForeignKey) -> i
 
 
 def run(
-    config: SamplingConfig, source_url: str, target_url: str, progress: ProgressCallback | None = None
+    config: SamplingConfig,
+    source_url: str,
+    target_url: str,
+    progress: ProgressCallback | None = None,
+    *,
+    dry_run: bool = False,
 ) -> RunSummary:
-    """Replace the target tables' rows with an anonymised sample of the source, atomically."""
+    """Replace the target tables' rows with an anonymised sample of the source, atomically.
+
+    ``dry_run=True`` does everything and then rolls the target back (used by an exact plan).
+    """
     started = time.monotonic()
     report = progress or (lambda _event: None)
     with (
@@ -328,7 +351,10 @@ def run(
         loader.validate()
         loader.reset_sequences()
         loader.analyze()
-        tgt.commit()
+        if dry_run:
+            tgt.rollback()
+        else:
+            tgt.commit()
         return RunSummary(
             loader.counts,
             time.monotonic() - started,

@@ -170,6 +170,13 @@ def test_plan_writes_nothing_and_shows_growth(
     assert result.unreached == [] and result.sensitive_without_rule == []
     assert ids(rows, target, "SELECT id FROM users") == [99]  # untouched
 
+    # An exact plan loads the sample and rolls it back: final counts, target still untouched.
+    exact = plan(parse_config(makapix_config), source, target, exact=True).to_json()["tables"]
+    assert exact["public.users"]["final"] == 5 and exact["public.reactions"]["final"] == 2
+    assert ids(rows, target, "SELECT id FROM users") == [99]
+    with pytest.raises(SamplingError, match="needs a target"):
+        plan(parse_config(makapix_config), source, exact=True)
+
 
 def test_same_seed_same_sample_other_seed_other_sample(
     make_database: Callable[[], str],
