@@ -34,6 +34,7 @@ import itertools
 import json
 import os
 import re
+import secrets
 import shutil
 import stat
 import string
@@ -506,7 +507,8 @@ class _Copier:
         self.source = str(source)
         self.target = str(target)
         self._serial = itertools.count()  # unique temp names across threads (next() is atomic)
-        self._pid = os.getpid()
+        # Temporary names are unique per run, so a file left by a killed run is never in the way.
+        self._run_token = secrets.token_hex(4)
         self._made_directories: set[str] = set()  # saves a mkdir per file; a race only repeats one
 
     def copy(self, relative: str) -> int | None:
@@ -522,7 +524,7 @@ class _Copier:
             if directory not in self._made_directories:
                 os.makedirs(directory, exist_ok=True)
                 self._made_directories.add(directory)
-            temp = os.path.join(directory, f".{name}.{self._pid}.{next(self._serial)}{TEMP_SUFFIX}")
+            temp = os.path.join(directory, f".{name}.{self._run_token}.{next(self._serial)}{TEMP_SUFFIX}")
             target_fd = os.open(
                 temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
             )

@@ -185,6 +185,22 @@ def test_dry_run_writes_nothing_and_lists_what_it_would_do(
     assert "would copy ab/k1.png" in out and "would copy ab/k1_upscaled.webp" in out
     assert "would prune old/stale.png" in out
 
+    # With --json, stdout carries only the summary; the action lines move to stderr.
+    args = [
+        "--target-db",
+        posts_url,
+        "--source-vault",
+        str(vaults.source),
+        "--target-vault",
+        str(vaults.target),
+    ]
+    assert vault.main([*args, "--dry-run", "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert (report["dry_run"], report["copied"], report["bytes_copied"] > 0) == (True, 3, True)
+    assert "would copy cd/k2.gif" in captured.err
+    assert tree_state(vaults.target) == before
+
 
 def test_free_space_under_twice_the_copy_is_refused_before_writing(
     posts_url: str, vaults: SimpleNamespace
@@ -300,6 +316,20 @@ def test_an_interrupted_copy_leaves_the_old_file_and_no_temporary_file(
     assert sorted(tree_state(vaults.target)) == ["ab/k1.png"]  # no temporary or half file anywhere
 
 
+def test_temporary_files_left_by_a_killed_run_neither_block_copies_nor_survive_prune(
+    posts_url: str, vaults: SimpleNamespace
+) -> None:
+    # Half-written files a killed run leaves next to the files it was copying.
+    stale = [
+        write(vaults.target / directory / f".{name}.0badc0de.{serial}{vault.TEMP_SUFFIX}", b"half")
+        for directory, name in [("ab", "k1.png"), ("ab", "k1_upscaled.webp"), ("cd", "k2.gif")]
+        for serial in range(3)
+    ]
+    summary = sync_vault(posts_url, vaults.source, vaults.target, prune_extra=True, workers=1)
+    assert (summary.copied, summary.failed_count, summary.pruned) == (3, 0, len(stale))
+    assert sorted(tree_state(vaults.target)) == ["ab/k1.png", "ab/k1_upscaled.webp", "cd/k2.gif"]
+
+
 def test_template_fields_must_be_columns_of_the_table(posts_url: str, vaults: SimpleNamespace) -> None:
     with pytest.raises(TemplateError, match=r"storage_hash.*not columns of table 'posts'"):
         sync_vault(posts_url, vaults.source, vaults.target, template="{storage_shard}/{storage_hash}")
@@ -377,6 +407,10 @@ def test_usage_errors_exit_2(vaults: SimpleNamespace, monkeypatch: pytest.Monkey
     monkeypatch.delenv(vault.TARGET_URL_ENV, raising=False)
     assert vault.main(["--target-vault", str(vaults.target)]) == 2
     assert vault.main(["--source-vault", str(vaults.source), "--target-vault", str(vaults.target)]) == 2
+    monkeypatch.setenv(vault.TARGET_URL_ENV, "postgresql://u@127.0.0.1:1/db")
+    args = ["--source-vault", str(vaults.source), "--target-vault", str(vaults.target)]
+    assert vault.main([*args, "--workers", "0"]) == 2
+    assert vault.main([*args, "--no-such-option"]) == 2
     assert not vaults.target.exists()
 
 
