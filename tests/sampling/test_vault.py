@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import posixpath
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -328,6 +330,38 @@ def test_temporary_files_left_by_a_killed_run_neither_block_copies_nor_survive_p
     summary = sync_vault(posts_url, vaults.source, vaults.target, prune_extra=True, workers=1)
     assert (summary.copied, summary.failed_count, summary.pruned) == (3, 0, len(stale))
     assert sorted(tree_state(vaults.target)) == ["ab/k1.png", "ab/k1_upscaled.webp", "cd/k2.gif"]
+
+
+def test_a_killed_run_leaves_only_complete_files_under_real_names(
+    make_database: Callable[[], str], vaults: SimpleNamespace
+) -> None:
+    url = make_database()
+    block = os.urandom(1 << 17)
+    posts = [("big", f"f{number:03d}", "png") for number in range(300)]
+    for _shard, key, fmt in posts:
+        write(vaults.source / "big" / f"{key}.{fmt}", key.encode() + block)
+    create_posts(url, posts)
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "sampling.vault"),
+            *("--source-vault", str(vaults.source), "--target-vault", str(vaults.target), "--workers", "2"),
+        ],
+        env={**os.environ, vault.TARGET_URL_ENV: url},
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(vaults.target.glob("big/f*.png")) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    copied = list(vaults.target.glob("big/f*.png"))
+    assert copied, "the run was killed before it copied anything"
+    for path in copied:
+        assert path.read_bytes() == (vaults.source / "big" / path.name).read_bytes(), path
 
 
 def test_template_fields_must_be_columns_of_the_table(posts_url: str, vaults: SimpleNamespace) -> None:
