@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,7 +34,7 @@ from sampling.vault import (
 Post = tuple[str | None, str | None, str | None]  # (storage_shard, storage_key, format)
 
 
-def create_posts(url: str, posts: list[Post], table: str = "posts") -> None:
+def create_posts(url: str, posts: Sequence[Post], table: str = "posts") -> None:
     parts = table.split(".")
     with psycopg.connect(url, autocommit=True) as conn:
         if len(parts) == 2:
