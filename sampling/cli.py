@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -80,16 +79,14 @@ def _bars(console: Console, enabled: bool) -> Iterator[ProgressCallback | None]:
         TimeElapsedColumn(),
     )
     with Bars(*columns, console=console) as bars:
-        tasks: dict[str, tuple[TaskID, float]] = {}
+        tasks: dict[str, TaskID] = {}
 
         def report(event: Progress) -> None:
             key = f"{event.table} ({event.step})"
             if key not in tasks:
-                tasks[key] = (bars.add_task(key, total=None, rate=""), time.monotonic())
-            task, started = tasks[key]
-            elapsed = time.monotonic() - started
-            rate = f"{event.rows / elapsed:,.0f}" if elapsed > 0 else ""
-            bars.update(task, completed=event.rows, rate=rate)
+                tasks[key] = bars.add_task(key, total=None, rate="")
+            rate = f"{event.rows / event.seconds:,.0f}" if event.seconds > 0 else ""
+            bars.update(tasks[key], completed=event.rows, rate=rate)
 
         yield report
 
@@ -125,7 +122,8 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:
         return int(stop.code or 0)
-    err = Console(stderr=True, soft_wrap=True)
+    # Not a terminal (a log, CI): wide enough that table names and figures are not cut.
+    err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
     try:
         config = with_overrides(load_config(args.config), seed=args.seed, fraction=args.fraction)
         source = _url(args.source, SOURCE_ENV, "source")
@@ -138,7 +136,11 @@ def main(argv: list[str]) -> int:
             with _bars(err, enabled=not args.json or sys.stderr.isatty()) as report:
                 result = run(config, source, target, progress=report)
             if not args.json:
-                err.print(f"copied {result.total_rows:,} rows in {result.seconds:.2f} s")
+                err.print(
+                    f"copied {result.total_rows:,} rows in {result.seconds:.2f} s "
+                    f"(parents pulled in: {sum(result.included.values()):,}, references cleared: "
+                    f"{sum(result.nullified.values()):,}, rows dropped: {sum(result.dropped.values()):,})"
+                )
         else:
             target = _url(args.target, TARGET_ENV, "target")
             result = verify(config, source, target)

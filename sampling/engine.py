@@ -68,11 +68,16 @@ _SESSION = {
 
 @dataclass(frozen=True)
 class Progress:
-    """One progress report: ``rows`` copied so far into ``table`` during ``step``."""
+    """One progress report: ``rows`` copied into ``table`` during ``step`` so far, in ``seconds``.
+
+    During a COPY ``rows`` counts data messages (one per row); ``done`` reports carry the
+    server's exact count.
+    """
 
     table: str
     step: str  # load | include
     rows: int
+    seconds: float
     done: bool
 
 
@@ -408,6 +413,7 @@ class _Loader:
         self.counts: dict[str, TableCount] = {
             display(resolved.tables[n].target.name): TableCount() for n in self.loaded
         }
+        self.step_counts: dict[tuple[str, str], TableCount] = {}  # per (table, step), for progress
         self.included: dict[str, int] = {}
         self.nullified: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
@@ -427,6 +433,7 @@ class _Loader:
         label = display(plan.target.name)
         fmt = sql.SQL("(FORMAT binary)" if plan.binary else "(FORMAT text)")
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns)
+        step_count = self.step_counts.setdefault((label, step), TableCount())
         started = time.monotonic()
         chunks = 0
         with self.tgt.cursor() as tcur, self.src.cursor() as scur:
@@ -440,12 +447,14 @@ class _Loader:
                     into.write(chunk)
                     chunks += 1
                     if chunks % 50_000 == 0:
-                        self.report(Progress(label, step, chunks, done=False))
+                        elapsed = step_count.seconds + time.monotonic() - started
+                        self.report(Progress(label, step, step_count.rows + chunks, elapsed, done=False))
             rows = max(tcur.rowcount, 0)
-        count = self.counts[label]
-        count.rows += rows
-        count.seconds += time.monotonic() - started
-        self.report(Progress(label, step, count.rows, done=True))
+        elapsed = time.monotonic() - started
+        for count in (self.counts[label], step_count):
+            count.rows += rows
+            count.seconds += elapsed
+        self.report(Progress(label, step, step_count.rows, step_count.seconds, done=True))
         return rows
 
     def prepare_queries(self) -> None:
