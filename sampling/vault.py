@@ -49,6 +49,9 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
+from rich.console import Console
+from rich.filesize import decimal
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 DEFAULT_TEMPLATE = "{storage_shard}/{storage_key}.{format}"
 DEFAULT_VARIANT_SUFFIX = "_upscaled.webp"
@@ -738,10 +741,6 @@ def _summary_line(summary: VaultSyncSummary) -> str:
 
 def main(argv: list[str]) -> int:
     """``python -m sampling vault ARGS``: 0 ok, 1 failure, 2 usage."""
-    from rich.console import Console
-    from rich.filesize import decimal
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -776,17 +775,17 @@ def main(argv: list[str]) -> int:
     )
     task = progress.add_task("copy", total=None, bytes="0 bytes", rate="0")
     started = time.monotonic()
-    bytes_done = 0
+    files_done = bytes_done = 0
 
     def on_plan(plan: SyncPlan) -> None:
         progress.update(task, total=len(plan.to_copy))
 
     def on_progress(files: int, bytes_copied: int) -> None:
-        nonlocal bytes_done
+        nonlocal files_done, bytes_done
+        files_done += files
         bytes_done += bytes_copied
-        done = progress.tasks[0].completed + files
-        rate = done / max(time.monotonic() - started, 1e-6)
-        progress.update(task, advance=files, bytes=decimal(bytes_done), rate=f"{rate:,.0f}")
+        rate = files_done / max(time.monotonic() - started, 1e-6)
+        progress.update(task, completed=files_done, bytes=decimal(bytes_done), rate=f"{rate:,.0f}")
 
     def on_dry_run_action(line: str) -> None:
         # With --json, stdout carries only the summary.
