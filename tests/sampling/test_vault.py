@@ -480,3 +480,11 @@ def test_mask_url_hides_passwords_in_both_url_and_keyword_forms() -> None:
     assert mask_url("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert mask_url("host=h password=pw dbname=d") == "host=h password=*** dbname=d"
     assert mask_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_error_messages_lose_the_password_wherever_it_appears() -> None:
+    url = "postgresql://sampler:p%40ss-w0rd@db.internal:5433/dev"
+    message = f"cannot reach {url}; the server said: password p@ss-w0rd rejected"
+    masked = vault.mask_secret_in(message, url)
+    assert "p%40ss-w0rd" not in masked and "p@ss-w0rd" not in masked
+    assert "postgresql://sampler:***@db.internal:5433/dev" in masked
