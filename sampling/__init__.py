@@ -9,8 +9,10 @@ Library entry points (the command line in ``sampling.cli`` is a thin layer over 
 """
 
 from sampling.config import SamplingConfig, load_config, with_overrides
-from sampling.engine import Plan, Progress, RunSummary, VerifyReport, plan, run, verify
+from sampling.engine import plan, run
 from sampling.errors import ConfigError, SamplingError
+from sampling.results import Plan, Progress, RunSummary, VerifyReport
+from sampling.verify import verify
 
 __all__ = [
     "ConfigError",

@@ -22,8 +22,10 @@ from rich.progress import TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sampling.config import load_config, with_overrides
-from sampling.engine import Progress, ProgressCallback, plan, run, verify
+from sampling.engine import plan, run
 from sampling.errors import ConfigError, SamplingError
+from sampling.results import Progress, ProgressCallback
+from sampling.verify import verify
 
 SOURCE_ENV = "SAMPLING_SOURCE_URL"
 TARGET_ENV = "SAMPLING_TARGET_URL"

@@ -1,11 +1,11 @@
-"""plan, run and verify: the sampler's library entry points.
+"""plan and run: the sampler's library entry points (verify is in sampling.verify).
 
 run() in short:
   1. source: one READ ONLY transaction at REPEATABLE READ (one snapshot for every table);
      target: one transaction with ``session_replication_role = replica`` (no triggers, no
      per-row foreign-key checks).
-  2. check the configuration against both catalogs (nothing written yet), then TRUNCATE the
-     target tables in one statement;
+  2. check the configuration against both catalogs and EXPLAIN every selection (nothing
+     written yet), then TRUNCATE the target tables in one statement;
   3. downward pass: per table, ``COPY (SELECT anonymised ...) TO STDOUT`` on the source streamed
      into ``COPY ... FROM STDIN`` on the target (binary where the types allow);
   4. parents: repeat until nothing is missing — find references whose parent is not loaded
@@ -17,31 +17,16 @@ run() in short:
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from sampling.anonymise import KEY_SETTING
-from sampling.catalog import (
-    Catalog,
-    ForeignKey,
-    QualifiedName,
-    Table,
-    display,
-    ident,
-    read_catalog,
-    sees_backend,
-    server_identity,
-)
+from sampling.catalog import ForeignKey, QualifiedName, display, ident
 from sampling.config import SamplingConfig
-from sampling.errors import SamplingError, mask_text, mask_url, url_password
-from sampling.model import Resolved, TablePlan, resolve, target_name, target_schemas
+from sampling.errors import SamplingError
+from sampling.model import Resolved, TablePlan
+from sampling.results import Plan, Progress, ProgressCallback, RunSummary, TableCount, TablePlanRow
 from sampling.selection import (
     SourceQueries,
     count_dangling,
@@ -50,204 +35,23 @@ from sampling.selection import (
     missing_parent_keys,
     nullify_dangling,
 )
-
-Connection = psycopg.Connection[tuple[Any, ...]]
+from sampling.session import (
+    Connection,
+    anonymisation_key,
+    connect,
+    database_errors,
+    prepare_source,
+    resolve_databases,
+)
 
 #: Keys fetched from the target and sent back to the source per round trip (bounds client memory).
 KEY_BATCH = 50_000
-
-#: Session settings on both sides, so values turned into text (keys, text COPY) read back identically.
-_SESSION = {
-    "TimeZone": "UTC",
-    "DateStyle": "ISO, YMD",
-    "IntervalStyle": "postgres",
-    "extra_float_digits": "3",
-    "bytea_output": "hex",
-}
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress report: ``rows`` copied into ``table`` during ``step`` so far, in ``seconds``.
-
-    During a COPY ``rows`` counts data messages (one per row); ``done`` reports carry the
-    server's exact count.
-    """
-
-    table: str
-    step: str  # load | include
-    rows: int
-    seconds: float
-    done: bool
-
-
-ProgressCallback = Callable[[Progress], None]
-
-
-@dataclass
-class TableCount:
-    rows: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class RunSummary:
-    tables: dict[str, TableCount]
-    seconds: float
-    seed: int
-    fraction: float | dict[str, float]
-    included: dict[str, int] = field(default_factory=dict)
-    nullified: dict[str, int] = field(default_factory=dict)
-    dropped: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def total_rows(self) -> int:
-        return sum(t.rows for t in self.tables.values())
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tables": {n: {"rows": t.rows, "seconds": round(t.seconds, 3)} for n, t in self.tables.items()},
-            "total_rows": self.total_rows,
-            "seconds": round(self.seconds, 3),
-            "seed": self.seed,
-            "fraction": self.fraction,
-            "included": self.included,
-            "nullified": self.nullified,
-            "dropped": self.dropped,
-        }
-
-
-@dataclass
-class TablePlanRow:
-    mode: str
-    selected: int  # rows the downward pass takes (all rows for copy: all)
-    parents_first_level: int  # rows that include pulls in directly (first level; more levels may follow)
-    final: int | None = None  # rows after parents, nullify and drop: only from an exact plan (a dry run)
-
-
-@dataclass
-class Plan:
-    tables: dict[str, TablePlanRow]
-    unreached: list[str]
-    sensitive_without_rule: list[str]
-    cycle_breaks: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tables": {
-                n: {"mode": t.mode, "selected": t.selected, "parents_first_level": t.parents_first_level}
-                | ({} if t.final is None else {"final": t.final})
-                for n, t in self.tables.items()
-            },
-            "total_selected": sum(t.selected for t in self.tables.values()),
-            "unreached": self.unreached,
-            "sensitive_without_rule": self.sensitive_without_rule,
-            "cycle_breaks": self.cycle_breaks,
-        }
-
-
-@dataclass
-class VerifyReport:
-    problems: list[str]
-    warnings: list[str]
-    checked_links: int
-    checked_sequences: int
-    checked_columns: int
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "problems": self.problems,
-            "warnings": self.warnings,
-            "checked_links": self.checked_links,
-            "checked_sequences": self.checked_sequences,
-            "checked_columns": self.checked_columns,
-        }
-
-
-# --------------------------------------------------------------------------- connections
-
-
-@contextmanager
-def _connect(url: str, role: str, *, read_only: bool = False) -> Iterator[Connection]:
-    """A connection in a transaction; errors name the server with its password hidden."""
-    try:
-        conn = psycopg.connect(url, connect_timeout=10)
-    except psycopg.Error as error:
-        message = mask_text(str(error).strip(), url_password(url))
-        raise SamplingError(f"cannot connect to the {role} server {mask_url(url)}: {message}") from None
-    try:
-        if read_only:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-        for name, value in _SESSION.items():
-            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
-        yield conn
-    finally:
-        conn.close()  # without COMMIT: the open transaction is rolled back
-
-
-@contextmanager
-def _database_errors(*urls: str | None) -> Iterator[None]:
-    """Turn a database error into a SamplingError whose message carries no password."""
-    try:
-        yield
-    except psycopg.Error as error:
-        passwords = [url_password(u) for u in urls if u]
-        raise SamplingError(f"database error: {mask_text(str(error).strip(), *passwords)}") from None
-
-
-def _anonymisation_key(config: SamplingConfig, resolved: Resolved) -> str:
-    keyed = [
-        f"{p.logical}.{c}" for p in resolved.tables.values() if p.loads for c, r in p.rules.items() if r.keyed
-    ]
-    if not keyed:
-        return ""
-    key = os.environ.get(config.anonymisation.key_env, "")
-    if not key:
-        raise SamplingError(
-            f"the environment variable {config.anonymisation.key_env} is not set; it must hold the secret key "
-            f"of the keyed pseudonyms used by {', '.join(keyed[:5])}"
-        )
-    return key
-
-
-def _prepare_source(src: Connection, config: SamplingConfig, key: str) -> None:
-    src.execute("SELECT set_config('work_mem', %s, false)", (config.source_work_mem,))
-    # Bound parameter: the key is in no query text, so not in the COPY statements the server may log.
-    src.execute("SELECT set_config(%s, %s, false)", (KEY_SETTING, key))
-
-
-def _mirror_catalog(config: SamplingConfig, source: Catalog) -> Catalog:
-    """The target catalog ``plan`` assumes when it has no target: the source's, renamed by the mapping."""
-    tables = {}
-    for table in source.tables.values():
-        name = target_name(config, table.name)
-        tables[name] = Table(name, table.columns, table.primary_key, table.partitioned, ())
-    return Catalog(tables)
-
-
-def _resolve(config: SamplingConfig, src: Connection, tgt: Connection | None) -> Resolved:
-    source_catalog = read_catalog(src, config.schemas, config.mapping.source_prefix)
-    if tgt is None:
-        return resolve(config, source_catalog, _mirror_catalog(config, source_catalog), same_database=False)
-    source_id = server_identity(src)
-    same_database = sees_backend(tgt, source_id) and server_identity(tgt)[2] == source_id[2]
-    target_catalog = read_catalog(tgt, target_schemas(config), config.mapping.target_prefix)
-    return resolve(config, source_catalog, target_catalog, same_database)
 
 
 def _fraction(config: SamplingConfig) -> float | dict[str, float]:
     if len(config.roots) == 1:
         return config.roots[0].fraction
     return {root.table: root.fraction for root in config.roots}
-
-
-# --------------------------------------------------------------------------- plan
 
 
 def plan(
@@ -260,13 +64,13 @@ def plan(
     """
     if exact and not target_url:
         raise SamplingError("an exact plan needs a target database: it loads the sample and rolls it back")
-    with _database_errors(source_url, target_url), _connect(source_url, "source", read_only=True) as src:
+    with database_errors(source_url, target_url), connect(source_url, "source", read_only=True) as src:
         if target_url is None:
-            resolved = _resolve(config, src, None)
+            resolved = resolve_databases(config, src, None)
         else:
-            with _connect(target_url, "target", read_only=True) as tgt:
-                resolved = _resolve(config, src, tgt)
-        _prepare_source(src, config, _anonymisation_key(config, resolved))
+            with connect(target_url, "target", read_only=True) as tgt:
+                resolved = resolve_databases(config, src, tgt)
+        prepare_source(src, config, anonymisation_key(config, resolved))
         queries = SourceQueries(resolved)
         rows: dict[str, TablePlanRow] = {}
         loaded = [
@@ -322,9 +126,6 @@ def _count_missing(src: Connection, queries: SourceQueries, fk: ForeignKey) -> i
     return int(row[0]) if row else 0
 
 
-# --------------------------------------------------------------------------- run
-
-
 def run(
     config: SamplingConfig,
     source_url: str,
@@ -340,13 +141,13 @@ def run(
     started = time.monotonic()
     report = progress or (lambda _event: None)
     with (
-        _database_errors(source_url, target_url),
-        _connect(source_url, "source", read_only=True) as src,
-        _connect(target_url, "target") as tgt,
+        database_errors(source_url, target_url),
+        connect(source_url, "source", read_only=True) as src,
+        connect(target_url, "target") as tgt,
     ):
-        resolved = _resolve(config, src, tgt)
+        resolved = resolve_databases(config, src, tgt)
         _refuse_unsafe(resolved)
-        _prepare_source(src, config, _anonymisation_key(config, resolved))
+        prepare_source(src, config, anonymisation_key(config, resolved))
         _prepare_target(tgt)
         loader = _Loader(resolved, src, tgt, report)
         loader.prepare_queries()
@@ -537,7 +338,7 @@ class _Loader:
 
     def validate(self) -> None:
         """Every foreign key of the touched target tables resolves (the load skipped per-row checks)."""
-        problems = _dangling_foreign_keys(self.tgt, self.resolved)
+        problems = dangling_foreign_keys(self.tgt, self.resolved)
         if problems:
             raise SamplingError(
                 "foreign keys do not resolve in the target; nothing was committed:\n  "
@@ -570,7 +371,7 @@ def _touched_targets(resolved: Resolved) -> set[QualifiedName]:
     return {p.target.name for p in resolved.tables.values() if p.mode != "none"}
 
 
-def _dangling_foreign_keys(tgt: Connection, resolved: Resolved) -> list[str]:
+def dangling_foreign_keys(tgt: Connection, resolved: Resolved) -> list[str]:
     """Foreign-key constraints of the target that some row violates (MATCH SIMPLE: a NULL exempts)."""
     touched = _touched_targets(resolved)
     target_tables = {p.target.name: p.target for p in resolved.tables.values()}
@@ -583,91 +384,3 @@ def _dangling_foreign_keys(tgt: Connection, resolved: Resolved) -> list[str]:
             if row and row[0]:
                 problems.append(f"{describe_link(fk)} ({fk.name}): {row[0]} rows reference missing rows")
     return problems
-
-
-# --------------------------------------------------------------------------- verify
-
-
-def verify(config: SamplingConfig, source_url: str, target_url: str) -> VerifyReport:
-    """Check a loaded target: foreign keys, sequences, and that no source value of an anonymised column appears."""
-    with (
-        _database_errors(source_url, target_url),
-        _connect(source_url, "source", read_only=True) as src,
-        _connect(target_url, "target", read_only=True) as tgt,
-    ):
-        resolved = _resolve(config, src, tgt)
-        problems = _dangling_foreign_keys(tgt, resolved)
-        links = sum(len(p.target.foreign_keys) for p in resolved.tables.values())
-        warnings = []
-        for plan in resolved.tables.values():
-            for link in plan.links:
-                parent = resolved.tables.get(link.fk.referenced)
-                if link.fk.declared and parent is not None and plan.mode != "none":
-                    row = tgt.execute(
-                        count_dangling(plan.target.name, parent.target.name, link.fk)
-                    ).fetchone()
-                    links += 1
-                    if row and row[0]:
-                        warnings.append(
-                            f"declared relation {describe_link(link.fk)}: {row[0]} rows reference "
-                            "missing rows"
-                        )
-        sequences = 0
-        for plan in resolved.tables.values():
-            for column in plan.target.columns:
-                if column.sequence and plan.mode != "none":
-                    sequences += 1
-                    problem = _sequence_problem(tgt, plan.target.name, column.name, column.sequence)
-                    if problem:
-                        problems.append(problem)
-        columns = 0
-        for plan in resolved.tables.values():
-            for name, rule in plan.rules.items():
-                # Derived values only: a truncated address or a constant may equal a real one by design.
-                derived = rule.rule in ("email", "pseudonym") or (
-                    rule.rule == "ip" and rule.style == "pseudonym"
-                )
-                if plan.loads and derived and name in plan.columns:
-                    columns += 1
-                    leaked = _leaked_values(src, tgt, plan, name)
-                    if leaked:
-                        problems.append(
-                            f"{display(plan.target.name)}.{name}: {leaked} values also appear in the "
-                            f"source column {display(plan.source.name)}.{name}"
-                        )
-        return VerifyReport(problems, warnings, links, sequences, columns)
-
-
-def _sequence_problem(tgt: Connection, table: QualifiedName, column: str, sequence: str) -> str | None:
-    row = tgt.execute(
-        sql.SQL("SELECT (SELECT max({col})::bigint FROM {table}), last_value, is_called FROM {seq}").format(
-            col=sql.Identifier(column), table=ident(table), seq=sql.SQL(sequence)
-        )
-    ).fetchone()
-    assert row is not None
-    largest, last_value, is_called = row
-    next_value = last_value + 1 if is_called else last_value
-    if largest is not None and next_value <= largest:
-        return f"sequence {sequence} of {display(table)}.{column} would hand out {next_value}, not past {largest}"
-    return None
-
-
-def _leaked_values(src: Connection, tgt: Connection, plan: TablePlan, column: str) -> int:
-    """How many distinct target values of ``column`` exist in the source column (batched, bounded memory)."""
-    col = plan.source.column(column)
-    assert col is not None
-    leaked = 0
-    query = sql.SQL("SELECT DISTINCT {col}::text FROM {table} WHERE {col} IS NOT NULL").format(
-        col=sql.Identifier(column), table=ident(plan.target.name)
-    )
-    with tgt.cursor(name="sampling_verify_values") as values:
-        values.execute(query)
-        while batch := values.fetchmany(KEY_BATCH):
-            row = src.execute(
-                sql.SQL(
-                    "SELECT count(DISTINCT {col}) FROM {table} WHERE {col} = ANY(%s::text[]::{typ}[])"
-                ).format(col=sql.Identifier(column), table=ident(plan.source.name), typ=sql.SQL(col.type)),
-                ([v[0] for v in batch],),
-            ).fetchone()
-            leaked += int(row[0]) if row else 0
-    return leaked

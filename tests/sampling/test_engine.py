@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from sampling import plan, run, verify
 from sampling.config import parse_config
-from sampling.engine import plan, run, verify
 from sampling.errors import ConfigError, SamplingError
 
 Rows = Callable[[str, str], list[tuple[Any, ...]]]

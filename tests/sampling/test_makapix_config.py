@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sampling import plan, run, verify
 from sampling.config import load_config
-from sampling.engine import plan, run, verify
 
 MAKAPIX_YAML = Path(__file__).parents[2] / "sampling" / "makapix.yaml"
 

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from sampling import run, verify
 from sampling.config import parse_config
-from sampling.engine import run, verify
 
 Rows = Callable[[str, str], list[tuple[Any, ...]]]
 Execute = Callable[[str, str], None]
