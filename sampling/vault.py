@@ -33,7 +33,6 @@ import errno
 import itertools
 import json
 import os
-import re
 import secrets
 import shutil
 import stat
@@ -52,6 +51,8 @@ from psycopg.rows import TupleRow
 from rich.console import Console
 from rich.filesize import decimal
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from sampling.errors import mask_text, mask_url
 
 DEFAULT_TEMPLATE = "{storage_shard}/{storage_key}.{format}"
 DEFAULT_VARIANT_SUFFIX = "_upscaled.webp"
@@ -164,12 +165,6 @@ class VaultSyncSummary:
 # Secrets in URLs
 
 
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (URL form and ``password=`` keyword form)."""
-    masked = re.sub(r"(?<=://)([^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
-    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", masked, flags=re.IGNORECASE)
-
-
 def mask_secret_in(message: str, url: str) -> str:
     """``message`` with the URL and its password masked wherever they appear."""
     try:
@@ -179,7 +174,7 @@ def mask_secret_in(message: str, url: str) -> str:
     masked = message.replace(url, mask_url(url)) if url else message
     if password:
         masked = masked.replace(str(password), "***")
-    return mask_url(masked)
+    return mask_text(masked)
 
 
 # --------------------------------------------------------------------------------------------------
