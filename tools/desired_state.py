@@ -90,20 +90,6 @@ class Rendering:
     def of_type(self, type_: str) -> list[RenderedResource]:
         return [r for r in self.resources if r.type == type_]
 
-    def to_json(self) -> str:
-        entries = [
-            {
-                "type": r.type,
-                "name": r.name,
-                "parent": r.parent,
-                "inputs": _redact(r.inputs),
-                "options": r.options,
-            }
-            for r in self.resources
-        ]
-        entries.sort(key=lambda e: (e["type"], e["name"]))
-        return json.dumps(entries, indent=2, sort_keys=True, default=str) + "\n"
-
 
 class RenderError(Exception):
     """The program could not be rendered (bad config, an exception in the program)."""
@@ -308,11 +294,19 @@ def render(
 
 
 def to_json(rendering: Rendering) -> str:
-    """The snapshot text: resources sorted by type and name, then the stack's outputs."""
-    entries: list[dict[str, Any]] = json.loads(rendering.to_json())
-    for entry in entries:
-        if entry["type"] == STACK_TYPE:
+    """The snapshot text: resources sorted by type and name, secrets redacted; the stack entry has the outputs."""
+    entries: list[dict[str, Any]] = []
+    for resource in sorted(rendering.resources, key=lambda r: (r.type, r.name)):
+        entry = {
+            "type": resource.type,
+            "name": resource.name,
+            "parent": resource.parent,
+            "inputs": _redact(resource.inputs),
+            "options": resource.options,
+        }
+        if resource.type == STACK_TYPE:
             entry["outputs"] = _redact(rendering.outputs)
+        entries.append(entry)
     return json.dumps(entries, indent=2, sort_keys=True, default=str) + "\n"
 
 
