@@ -365,6 +365,14 @@ class EnvironmentConfig(Settings):
     def network_name(self, role: str) -> str:
         return f"{self.prefix}-{role}"
 
+    # Shared mode: one server for both environments, declared by production, named for neither.
+    def shared_container_name(self, service: str) -> str:
+        return f"{self.project}-shared-{service}"
+
+    @property
+    def shared_network_name(self) -> str:
+        return f"{self.project}-shared-data"
+
     @property
     def github_redirect_uri(self) -> str:
         return f"{self.domain.base_url}/api/auth/github/callback"

@@ -37,15 +37,6 @@ def database_url(
     )
 
 
-def shared_server_name(settings: EnvironmentConfig, service: str) -> str:
-    """A server both environments use (shared mode): owned by production, named for neither."""
-    return f"{settings.project}-shared-{service}"
-
-
-def shared_network_name(settings: EnvironmentConfig) -> str:
-    return f"{settings.project}-shared-data"
-
-
 @dataclass(frozen=True)
 class DatabaseArgs:
     settings: EnvironmentConfig
@@ -81,7 +72,7 @@ class Database(pulumi.ComponentResource):
                 f"{name}-server", stack_name=database.server_stack, opts=pulumi.ResourceOptions(parent=self)
             )
             self.password = pulumi.Output.secret(server.require_output("shared_database_password"))
-        self.host = shared_server_name(settings, "db") if shared else settings.container_name("db")
+        self.host = settings.shared_container_name("db") if shared else settings.container_name("db")
         self.url = database_url(
             database.user, self.password, self.host if shared else "db", 5432, database.name
         )
@@ -121,7 +112,7 @@ class Database(pulumi.ComponentResource):
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIRECTORY)],
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
-                    name=shared_network_name(settings) if shared else args.internal_network, aliases=["db"]
+                    name=settings.shared_network_name if shared else args.internal_network, aliases=["db"]
                 )
             ],
             ports=ports,

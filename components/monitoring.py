@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from components.config import EnvironmentConfig, Resources, memory_bytes
-from components.database import shared_server_name
 from components.isolation import infrastructure_services
 from ops.monitoring import (
     ApiMonitoring,
@@ -42,7 +41,7 @@ def monitoring_output(settings: EnvironmentConfig) -> dict[str, Any]:
         containers.append(_limits(settings.container_name(service), service, settings.resources[service]))  # type: ignore[index]
     database_container = settings.container_name("db")
     if settings.database.mode == "shared":
-        database_container = shared_server_name(settings, "db")
+        database_container = settings.shared_container_name("db")
         if settings.environment == "production":
             containers.append(_limits(database_container, "db", settings.resources["db"]))
     production = settings.environment == "production"

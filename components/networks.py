@@ -43,7 +43,7 @@ class EnvironmentNetworks(pulumi.ComponentResource):
         # Shared servers (database or Redis in shared mode) live on a network production declares.
         self.shared_data_name: str | None = None
         if "shared" in (settings.database.mode, settings.redis.mode):
-            self.shared_data_name = f"{settings.project}-shared-data"
+            self.shared_data_name = settings.shared_network_name
             if settings.environment == "production":
                 docker.Network(
                     f"{name}-shared-data",

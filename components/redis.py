@@ -9,7 +9,6 @@ import pulumi_docker as docker
 
 from components.config import EnvironmentConfig
 from components.container import LOG_OPTIONS, container_options, healthcheck, limit_args, replace_when_changed
-from components.database import shared_network_name, shared_server_name
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class Redis(pulumi.ComponentResource):
         super().__init__("makapix:environment:Redis", name, None, opts)
         settings = args.settings
         shared = settings.redis.mode == "shared"
-        host = shared_server_name(settings, "redis") if shared else "redis"
+        host = settings.shared_container_name("redis") if shared else "redis"
         self.url = f"redis://{host}:6379/{settings.redis.db_index}"
         self.container = None
         self.volume = None
@@ -48,13 +47,13 @@ class Redis(pulumi.ComponentResource):
         check = ["CMD", "redis-cli", "ping"]
         self.container = docker.Container(
             f"{name}-container",
-            name=shared_server_name(settings, "redis") if shared else settings.container_name("redis"),
+            name=settings.shared_container_name("redis") if shared else settings.container_name("redis"),
             image=settings.images.redis,
             command=["redis-server", "--appendonly", "yes"],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path="/data")],
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
-                    name=shared_network_name(settings) if shared else args.internal_network, aliases=["redis"]
+                    name=settings.shared_network_name if shared else args.internal_network, aliases=["redis"]
                 )
             ],
             healthcheck=healthcheck(check),
