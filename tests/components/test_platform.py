@@ -115,9 +115,7 @@ def test_healthcheck_change_replaces_the_container(render_stack):
 def test_postgres_health_check_and_loopback_only_port(render_stack):
     inputs = render_stack("dev").get(CONTAINER, "makapix-dev-db-container").plain_inputs()
     assert inputs["healthcheck"]["tests"] == ["CMD-SHELL", "pg_isready -U makapix -d makapix_dev"]
-    assert inputs["ports"] == [
-        {"external": 55433, "internal": 5432, "ip": "127.0.0.1", "protocol": "tcp"}
-    ] or inputs["ports"] == [{"external": 55433, "internal": 5432, "ip": "127.0.0.1"}]
+    assert inputs["ports"] == [{"external": 55433, "internal": 5432, "ip": "127.0.0.1"}]
 
 
 def test_worker_runs_its_queues_with_configured_concurrency(render_stack):
