@@ -39,6 +39,7 @@ SECRET_KEYS = {
     "github_oauth_client_secret": "the GitHub OAuth app's client secret (required once OAuth is used)",
     "resend_api_key": "API key of the email service",
     "admin_password": "password of the application's admin user; generated when not given",
+    "host_ssh_private_key": "SSH key for host commands when host.ssh_host is set (sampling run, backups)",
 }
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)([a-z0-9-]{1,63}(?<!-)\.)+[a-z]{2,63}$")
@@ -257,6 +258,22 @@ class EdgeSettings(Settings):
     image: Image = "lucaslorentz/caddy-docker-proxy:2.9.1-alpine"
 
 
+class HostSettings(Settings):
+    """Where host-side commands run (the sampling run, backups, migrations): the Docker host.
+
+    Without ``ssh_host`` the machine running ``pulumi up`` is the Docker host and the commands run
+    there in the project directory; with it they run over SSH in ``checkout``, a clone of this
+    repository with its virtualenv on the Docker host (key: secret ``host_ssh_private_key``).
+    """
+
+    ssh_host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+$", examples=["10.0.0.5"])
+    ssh_user: str = Field(default="deploy", pattern=r"^[a-z_][a-z0-9_-]*$", examples=["deploy"])
+    ssh_port: Port = 22
+    checkout: HostPath = Field(default="/opt/makapix-infra", examples=["/opt/makapix-infra"])
+    # The interpreter that has this project installed, relative to the project directory or checkout.
+    python: str = Field(default=".venv/bin/python", pattern=r"^[A-Za-z0-9._/-]+$", examples=[".venv/bin/python"])
+
+
 class IsolationSettings(Settings):
     """How the dev stack checks itself against the prod stack before deploying."""
 
@@ -315,6 +332,7 @@ class EnvironmentConfig(Settings):
     resources: dict[Literal["db", "redis", "mqtt"], Resources]
     remote_workers: list[RemoteWorker] = Field(default_factory=list)
     edge: EdgeSettings
+    host: HostSettings = HostSettings()
     isolation: IsolationSettings = IsolationSettings()
     sampling: SamplingSettings = SamplingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
