@@ -8,14 +8,15 @@ environment variables, so the password travels in ``PGPASSWORD`` of the child pr
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from ops.errors import OpsError
+from sampling.errors import mask_url
+
+__all__ = ["connection_parameters", "libpq_environment", "mask_url"]
 
 # libpq connection parameter -> environment variable (PostgreSQL docs, "Environment Variables").
 _LIBPQ_ENVIRONMENT = {
@@ -52,27 +53,6 @@ _LIBPQ_ENVIRONMENT = {
     "target_session_attrs": "PGTARGETSESSIONATTRS",
     "load_balance_hosts": "PGLOADBALANCEHOSTS",
 }
-
-_CONNINFO_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password (in the authority, the query or a key=value conninfo) replaced by ***."""
-    if "://" not in url:
-        return _CONNINFO_PASSWORD.sub(r"\1***", url)
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, _, hosts = netloc.rpartition("@")
-        user, has_password, _ = credentials.partition(":")
-        if has_password:
-            netloc = f"{user}:***@{hosts}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="/*")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
 
 def connection_parameters(url: str, source: str) -> dict[str, str]:
     """The libpq parameters of ``url``; ``source`` names where it came from, for error messages."""

@@ -1,9 +1,9 @@
-"""Errors the sampler raises on purpose, and masking of passwords in what it prints."""
+"""Errors the sampler raises on purpose, and masking of passwords in what it prints (ops uses it too)."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
 class SamplingError(Exception):
@@ -19,16 +19,24 @@ _PASSWORD_IN_CONNINFO = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", 
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (works for URLs and key=value conninfo strings)."""
+    """``url`` with its password (in the authority, the query or a key=value conninfo) replaced by ***."""
+    if "://" not in url:
+        return mask_text(url)
     try:
         parts = urlsplit(url)
     except ValueError:
-        parts = None
-    if parts is not None and parts.scheme.startswith("postgres") and parts.password is not None:
-        userinfo = f"{parts.username or ''}:***@"
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urlunsplit(parts._replace(netloc=userinfo + host))
-    return mask_text(url)
+        return mask_text(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, _, hosts = netloc.rpartition("@")
+        user, has_password, _ = credentials.partition(":")
+        if has_password:
+            netloc = f"{user}:***@{hosts}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="/*")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def mask_text(text: str, *secrets: str) -> str:
