@@ -54,6 +54,7 @@ _LIBPQ_ENVIRONMENT = {
     "load_balance_hosts": "PGLOADBALANCEHOSTS",
 }
 
+
 def connection_parameters(url: str, source: str) -> dict[str, str]:
     """The libpq parameters of ``url``; ``source`` names where it came from, for error messages."""
     try:
