@@ -199,7 +199,8 @@ class MqttSettings(Settings):
     broker_stack: str = Field(default="prod", examples=["organization/makapix/prod"])
     # Shared mode, production: the other environments' accounts, by environment name.
     guests: dict[str, MqttGuest] = Field(
-        default_factory=dict, examples=[{"dev": {"username": "makapix-dev-api", "topic_prefix": "makapix-dev"}}]
+        default_factory=dict,
+        examples=[{"dev": {"username": "makapix-dev-api", "topic_prefix": "makapix-dev"}}],
     )
 
     @model_validator(mode="after")
@@ -299,7 +300,8 @@ class EdgeSettings(Settings):
     block_crawlers: bool
     http_port: Port = 80
     https_port: Port = 443
-    image: Image = "lucaslorentz/caddy-docker-proxy:2.9.1-alpine"
+    # Built with Caddy 2.10: `metrics { per_host }` needs Caddy 2.9+ (caddy_labels.CADDY_GLOBAL_LABELS).
+    image: Image = "lucaslorentz/caddy-docker-proxy:2.10.0-alpine"
 
 
 class IsolationSettings(Settings):
@@ -449,7 +451,9 @@ def environment_defaults(environment: str, name: str | None = None) -> dict[str,
             "topic_prefix": "makapix" if production else "makapix-dev",
             "username": "makapix-api" if production else "makapix-dev-api",
             # Shared mode (004 §7 B): production's broker also serves development's account.
-            "guests": {"dev": {"username": "makapix-dev-api", "topic_prefix": "makapix-dev"}} if production else {},
+            "guests": (
+                {"dev": {"username": "makapix-dev-api", "topic_prefix": "makapix-dev"}} if production else {}
+            ),
         },
         "services": {
             "api": {

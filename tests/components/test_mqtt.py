@@ -280,7 +280,10 @@ def _required() -> dict[str, Any]:
             },
             "guests share a topic_prefix",
         ),
-        ({"certificate_validity_days": 3000, "ca_validity_days": 1000}, "a certificate cannot outlive its CA"),
+        (
+            {"certificate_validity_days": 3000, "ca_validity_days": 1000},
+            "a certificate cannot outlive its CA",
+        ),
         ({"renew_days": 397}, "every run would replace the certificates"),
         ({"public_host": "not a host"}, "makapix:mqtt.public_host: 'not a host' is not a DNS name"),
     ],
