@@ -185,6 +185,21 @@ def test_prod_and_dev_brokers_share_nothing(render_stack: Any) -> None:
     )
 
 
+@pytest.mark.parametrize("stack", ["prod", "dev"])
+def test_the_isolation_fingerprint_lists_what_the_broker_occupies(stack: str, render_stack: Any) -> None:
+    rendering = render_stack(stack)
+    fingerprint = rendering.outputs["isolation_fingerprint"]
+    inputs = broker(rendering, stack).plain_inputs()
+    assert inputs["name"] in fingerprint["containers"]
+    assert inputs["volumes"][0]["volumeName"] in fingerprint["volumes"]
+    assert inputs["ports"][0]["external"] in fingerprint["host_ports"]
+    assert fingerprint["mqtt"] == {
+        "mode": "dedicated",
+        "topic_prefix": rendering.outputs["mqtt"]["topic_prefix"],
+        "username": rendering.outputs["mqtt"]["username"],
+    }
+
+
 # --- shared mode (mocks) --------------------------------------------------------------------------
 
 SHARED = {"mqtt": {"mode": "shared"}}
