@@ -8,6 +8,7 @@ from components.edge import Edge, EdgeArgs, caddy_labels
 from components.isolation import fingerprint
 from components.isolation_check import IsolationCheck, IsolationCheckArgs
 from components.monitoring import monitoring_output
+from components.mqtt import MqttBroker, MqttBrokerArgs
 from components.networks import EnvironmentNetworks, NetworksArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import EnvironmentSecrets, EnvironmentSecretsArgs
@@ -30,6 +31,7 @@ database = Database(
     ),
 )
 redis = Redis(f"{name}-redis", RedisArgs(settings=settings, internal_network=networks.internal_name))
+mqtt = MqttBroker(f"{name}-mqtt", MqttBrokerArgs(settings=settings, networks=networks))
 
 plain_environment, secret_environment = application_environment(
     settings, database.url, redis.url, secrets.values
@@ -41,10 +43,10 @@ services = {
             settings=settings,
             service=service,
             plain_environment=plain_environment,
-            secret_environment=secret_environment,
+            secret_environment={**secret_environment, **mqtt.secret_environment(service)},
             networks=[networks.internal_name, networks.edge_name, *filter(None, [networks.shared_data_name])],
             caddy_labels={"api": labels.api, "web": labels.web}.get(service, {}),
-            depends_on=[*filter(None, [database.container, redis.container, edge])],
+            depends_on=[*filter(None, [database.container, redis.container, mqtt.container, edge])],
         ),
     )
     for service in settings.services
@@ -67,6 +69,9 @@ pulumi.export("isolation_fingerprint", isolation_fingerprint)
 pulumi.export("database_url", database.url)
 if settings.database.mode == "shared" and settings.environment == "production":
     pulumi.export("shared_database_password", database.password)
+pulumi.export("mqtt", mqtt.facts)
+if mqtt.guest_passwords:
+    pulumi.export("shared_mqtt_passwords", pulumi.Output.secret(mqtt.guest_passwords))
 if database.host_url is not None:
     pulumi.export("database_host_url", database.host_url)
 pulumi.export(

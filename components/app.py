@@ -17,6 +17,7 @@ from components.container import (
     limit_args,
     replace_when_changed,
 )
+from components.mqtt import client_environment as mqtt_client_environment
 
 
 def worker_command(service: ServiceSettings) -> list[str]:
@@ -100,11 +101,7 @@ def application_environment(
         "CELERY_RESULT_BACKEND": redis_url,
         "VAULT_HOST_PATH": settings.vault.host_path,
         "VAULT_PATH": settings.vault.container_path,
-        "MQTT_HOST": "mqtt",
-        "MQTT_PORT": "8883",
-        "MQTT_PUBLIC_PORT": str(settings.mqtt.public_port),
-        "MQTT_TOPIC_PREFIX": settings.mqtt.topic_prefix,
-        "MQTT_USERNAME": settings.mqtt.username,
+        **mqtt_client_environment(settings),
         "RESEND_FROM_EMAIL": settings.email.from_address,
         "GITHUB_REDIRECT_URI": settings.github_redirect_uri,
     }

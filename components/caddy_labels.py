@@ -44,6 +44,12 @@ from dataclasses import dataclass
 ROBOTS_TXT = "User-agent: *\nDisallow: /\n"
 ROBOTS_TAG = "noindex, nofollow"
 
+# Global options, as labels on the Caddy container itself (caddy-docker-proxy reads its labels too):
+# HTTP metrics labelled by site host, so that the latency alert (ops/alerts.py) can tell the
+# environments apart.  `metrics { per_host }` is Caddy 2.9+ syntax (caddy-docker-proxy 2.10+); Caddy
+# 2.6-2.8 only know `servers { metrics }`, whose series carry no host label.
+CADDY_GLOBAL_LABELS = {"caddy.metrics.per_host": ""}
+
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)([a-z0-9-]{1,63}(?<!-)\.)+[a-z]{2,63}$")
 _PATH_PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

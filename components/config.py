@@ -175,6 +175,13 @@ class RedisSettings(Settings):
     db_index: int = Field(default=0, ge=0, le=15, examples=[0])
 
 
+class MqttGuest(Settings):
+    """Another environment's account on the shared broker this (production) stack runs."""
+
+    username: str = Field(pattern=r"^[A-Za-z0-9_-]+$", examples=["makapix-dev-api"])
+    topic_prefix: str = Field(pattern=r"^[A-Za-z0-9_-]+$", examples=["makapix-dev"])
+
+
 class MqttSettings(Settings):
     """MQTT broker (004 §7): a broker per environment, or one shared broker with topic prefixes."""
 
@@ -182,6 +189,45 @@ class MqttSettings(Settings):
     public_port: Port = Field(examples=[8884])
     topic_prefix: str = Field(pattern=r"^[A-Za-z0-9_-]+$", examples=["makapix-dev"])
     username: str = Field(pattern=r"^[A-Za-z0-9_-]+$", examples=["makapix-dev-api"])
+    # DNS name devices connect to; in the broker's server certificate. Default: domain.root.
+    public_host: DomainName | None = Field(default=None, examples=["mqtt-dev.makapix.club"])
+    # Lifetimes of the environment's CA and of the certificates it signs (pulumi-tls). A certificate
+    # within `renew_days` of its end is replaced on the next `pulumi up` (docs/mqtt.md: rotation).
+    ca_validity_days: int = Field(default=3650, ge=30, le=36500, examples=[3650])
+    certificate_validity_days: int = Field(default=397, ge=2, le=3650, examples=[397])
+    renew_days: int = Field(default=30, ge=1, examples=[30])
+    # Shared mode, development: the stack running the shared broker (its `shared_mqtt_passwords` output).
+    broker_stack: str = Field(default="prod", examples=["organization/makapix/prod"])
+    # Shared mode, production: the other environments' accounts, by environment name.
+    guests: dict[str, MqttGuest] = Field(
+        default_factory=dict,
+        examples=[{"dev": {"username": "makapix-dev-api", "topic_prefix": "makapix-dev"}}],
+    )
+
+    @model_validator(mode="after")
+    def _distinct_accounts(self) -> MqttSettings:
+        if self.certificate_validity_days > self.ca_validity_days:
+            raise ValueError(
+                f"certificate_validity_days {self.certificate_validity_days} outlives the CA "
+                f"(ca_validity_days {self.ca_validity_days}); a certificate cannot outlive its CA"
+            )
+        if self.renew_days >= self.certificate_validity_days:
+            raise ValueError(
+                f"renew_days {self.renew_days} is not below certificate_validity_days "
+                f"{self.certificate_validity_days}: every run would replace the certificates"
+            )
+        for name, guest in self.guests.items():
+            for attribute in ("username", "topic_prefix"):
+                if getattr(guest, attribute) == getattr(self, attribute):
+                    raise ValueError(
+                        f"guests.{name}.{attribute} {getattr(guest, attribute)!r} is this environment's own "
+                        f"{attribute}; each environment on the shared broker needs its own"
+                    )
+        for attribute in ("username", "topic_prefix"):
+            values = [getattr(guest, attribute) for guest in self.guests.values()]
+            if len(set(values)) != len(values):
+                raise ValueError(f"guests share a {attribute} ({values}); each needs its own")
+        return self
 
 
 class VaultSettings(Settings):
@@ -255,7 +301,8 @@ class EdgeSettings(Settings):
     block_crawlers: bool
     http_port: Port = 80
     https_port: Port = 443
-    image: Image = "lucaslorentz/caddy-docker-proxy:2.9.1-alpine"
+    # Built with Caddy 2.10: `metrics { per_host }` needs Caddy 2.9+ (caddy_labels.CADDY_GLOBAL_LABELS).
+    image: Image = "lucaslorentz/caddy-docker-proxy:2.10.0-alpine"
 
 
 class HostSettings(Settings):
@@ -392,6 +439,10 @@ class EnvironmentConfig(Settings):
         return f"{self.project}-shared-data"
 
     @property
+    def mqtt_public_host(self) -> str:
+        return self.mqtt.public_host or self.domain.root
+
+    @property
     def github_redirect_uri(self) -> str:
         return f"{self.domain.base_url}/api/auth/github/callback"
 
@@ -417,6 +468,10 @@ def environment_defaults(environment: str, name: str | None = None) -> dict[str,
             "public_port": 8883 if production else 8884,
             "topic_prefix": "makapix" if production else "makapix-dev",
             "username": "makapix-api" if production else "makapix-dev-api",
+            # Shared mode (004 §7 B): production's broker also serves development's account.
+            "guests": (
+                {"dev": {"username": "makapix-dev-api", "topic_prefix": "makapix-dev"}} if production else {}
+            ),
         },
         "services": {
             "api": {

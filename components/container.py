@@ -43,7 +43,7 @@ def replace_when_changed(**settings: Any) -> str:
 
 
 def container_options(
-    parent: pulumi.Resource, trigger: str, depends_on: Sequence[pulumi.Resource] = ()
+    parent: pulumi.Resource, trigger: pulumi.Input[str], depends_on: Sequence[pulumi.Resource] = ()
 ) -> pulumi.ResourceOptions:
     # Fixed container names: the old container must go before its replacement can take the name.
     return pulumi.ResourceOptions(

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.caddy_labels import ContainerLabels, RouteSettings, route_labels
+from components.caddy_labels import CADDY_GLOBAL_LABELS, ContainerLabels, RouteSettings, route_labels
 from components.config import EnvironmentConfig
-from components.container import LOG_OPTIONS, container_options, replace_when_changed
+from components.container import LOG_OPTIONS, container_options, labels, replace_when_changed
 
 
 def caddy_labels(settings: EnvironmentConfig) -> ContainerLabels:
@@ -95,6 +95,7 @@ class Edge(pulumi.ComponentResource):
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=network) for network in network_names
             ],
+            labels=labels(CADDY_GLOBAL_LABELS),
             restart="unless-stopped",
             log_driver="json-file",
             log_opts=LOG_OPTIONS,

@@ -46,7 +46,9 @@ def infrastructure_services(settings: EnvironmentConfig) -> list[str]:
 
 def host_ports(settings: EnvironmentConfig) -> list[int]:
     """Ports this environment publishes on the Docker host."""
-    ports = [settings.mqtt.public_port]
+    # In shared mode only production runs (and publishes) the broker.
+    publishes_mqtt = settings.mqtt.mode == "dedicated" or settings.environment == "production"
+    ports = [settings.mqtt.public_port] if publishes_mqtt else []
     if settings.database.host_port is not None:
         ports.append(settings.database.host_port)
     if settings.edge.caddy == "own":

@@ -40,12 +40,13 @@ class EnvironmentNetworks(pulumi.ComponentResource):
         )
         self.internal_name = self.internal.name
         self.edge_name = settings.network_name("edge")
-        # Shared servers (database or Redis in shared mode) live on a network production declares.
+        # Shared servers (database, Redis or MQTT in shared mode) live on a network production declares.
         self.shared_data_name: str | None = None
-        if "shared" in (settings.database.mode, settings.redis.mode):
+        self.shared_data: docker.Network | None = None
+        if "shared" in (settings.database.mode, settings.redis.mode, settings.mqtt.mode):
             self.shared_data_name = settings.shared_network_name
             if settings.environment == "production":
-                docker.Network(
+                self.shared_data = docker.Network(
                     f"{name}-shared-data",
                     name=self.shared_data_name,
                     internal=True,

@@ -26,7 +26,7 @@ import json
 import os
 import runpy
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,11 +175,18 @@ class _RecordingMonitor(mocks.MockMonitor):
         return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
+# Tests: extra provider-computed state for a resource (e.g. real PEMs for tls: resources), or None.
+ResourceState = Callable[[mocks.MockResourceArgs], dict[str, Any] | None]
+
+
 class _StackMocks(mocks.Mocks):
     """Outputs equal inputs, plus stable placeholders for what a provider would compute."""
 
-    def __init__(self, references: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, references: dict[str, dict[str, Any]], resource_state: ResourceState | None = None
+    ) -> None:
         self.references = references
+        self.resource_state = resource_state
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
@@ -195,8 +202,11 @@ class _StackMocks(mocks.Mocks):
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = f"mock-secret-{args.name}"
         elif args.typ.startswith("tls:"):
-            for key in ("private_key_pem", "private_key_openssh", "cert_pem", "public_key_pem"):
+            # Output names as the provider returns them (camelCase); the SDK maps them to attributes.
+            for key in ("privateKeyPem", "privateKeyOpenssh", "certPem", "certRequestPem", "publicKeyPem"):
                 state.setdefault(key, f"mock-{key}-{args.name}")
+        if self.resource_state is not None:
+            state.update(self.resource_state(args) or {})
         return f"{args.name}-id", state
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -255,18 +265,22 @@ def render(
     project_dir: Path | str = ".",
     extra_config: dict[str, Any] | None = None,
     references: dict[str, dict[str, Any]] | None = None,
+    resource_state: ResourceState | None = None,
 ) -> Rendering:
     """Run the program of ``project_dir`` for ``stack`` under mocks and return what it declares.
 
-    For tests: ``extra_config`` (keys without namespace) overrides stack file values, and
-    ``references`` (stack -> outputs) overrides files in ``stack_references/``.
+    For tests: ``extra_config`` (keys without namespace) overrides stack file values,
+    ``references`` (stack -> outputs) overrides files in ``stack_references/``, and
+    ``resource_state`` adds what a provider would compute (e.g. real certificates).
     """
     project_dir = Path(project_dir).resolve()
     project = str((yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}).get("name"))
     config, secret_keys = _stack_config(project_dir, project, stack)
     for key, value in (extra_config or {}).items():
         config[f"{project}:{key}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
-    monitor = _RecordingMonitor(_StackMocks({**_references(project_dir), **(references or {})}))
+    monitor = _RecordingMonitor(
+        _StackMocks({**_references(project_dir), **(references or {})}, resource_state)
+    )
 
     def run() -> None:
         pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)

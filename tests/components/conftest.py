@@ -411,7 +411,11 @@ class Subscription:
 
 @pytest.fixture
 def mqtt_client(tmp_path: Path) -> Callable[..., MqttClient]:
-    """mqtt_client(name, port, ca=, cert=, username=, password=) -> a client's mosquitto_pub/sub options."""
+    """mqtt_client(name, port, ca=, cert=, username=, password=, insecure=) -> a client's mosquitto_pub/sub options.
+
+    ``insecure``: skip only the check of the server certificate's host name (the chain is still checked),
+    for a server certificate issued for the broker's DNS names rather than 127.0.0.1.
+    """
 
     def make(
         name: str,
@@ -421,10 +425,13 @@ def mqtt_client(tmp_path: Path) -> Callable[..., MqttClient]:
         cert: KeyPair | None = None,
         username: str | None = None,
         password: str | None = None,
+        insecure: bool = False,
     ) -> MqttClient:
         options = ["-h 127.0.0.1", f"-p {port}"]  # no fixed client id: each process gets its own
         if ca:
             options.append(f"--cafile {ca}")
+        if insecure:
+            options.append("--insecure")
         if cert:
             options += [f"--cert {cert.cert}", f"--key {cert.key}"]
         if username:

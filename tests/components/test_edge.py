@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import pytest
 
 from components.caddy_labels import ROBOTS_TAG, ROBOTS_TXT
@@ -81,3 +84,70 @@ def test_only_web_and_api_carry_routes(stack, render_stack):
     rendering = render_stack(stack)
     assert declared_labels(rendering, f"makapix-{stack}-worker-container") == {}
     assert declared_labels(rendering, f"makapix-{stack}-db-container") == {}
+
+
+def test_caddy_declares_per_host_metrics_as_a_global_option(render_stack):
+    caddy = render_stack("prod").get(CONTAINER, "makapix-edge-container").plain_inputs()
+    labels = {label["label"]: label["value"] for label in caddy["labels"]}
+    assert labels == {"caddy.metrics.per_host": ""}
+    # caddy-docker-proxy reads the Caddy container's own labels: a top-level label is a global option.
+    assert caddyfile_from_containers([LabelledContainer(labels, (), "caddy")]) == (
+        "{\n\tmetrics {\n\t\tper_host\n\t}\n}\n"
+    )
+    assert caddy["image"] == "lucaslorentz/caddy-docker-proxy:2.10.0-alpine"  # built with Caddy 2.10
+
+
+def caddy_version(caddy) -> tuple[int, int]:
+    output = subprocess.run([caddy.caddy, "version"], capture_output=True, text=True, check=True).stdout
+    major, minor = re.match(r"v?(\d+)\.(\d+)", output).groups()
+    return int(major), int(minor)
+
+
+def test_caddy_metrics_by_host_or_what_the_installed_caddy_can_prove(
+    render_stack, caddy, start_upstream, get, unused_port
+):
+    """Caddy >= 2.9 runs the declared labels and labels each environment's latency by host.
+
+    Debian's Caddy 2.6 predates `metrics { per_host }`: there the test proves that this global option is
+    the only thing 2.6 refuses in the stacks' Caddyfile, and that the same label path with 2.6's syntax
+    (`servers { metrics }`) yields request-duration metrics from a real Caddy (without host label).
+    """
+    port, admin = unused_port(), unused_port()
+    declared = {
+        label["label"]: label["value"]
+        for label in render_stack("prod").get(CONTAINER, "makapix-edge-container").plain_inputs()["labels"]
+    }
+    test_only = {"caddy.auto_https": "off", "caddy.admin": f"127.0.0.1:{admin}"}
+    sites = []
+    for stack, host in (("prod", "127.0.0.2"), ("dev", "127.0.0.4")):
+        upstream = start_upstream(f"{stack}-web", host)
+        ports = {"web": {"port": upstream.port}, "api": {"port": upstream.port}}
+        rendering = render_stack(stack, services=ports)
+        for service in ("web", "api"):
+            labels = declared_labels(rendering, f"makapix-{stack}-{service}-container")
+            labels["caddy"] = f"http://{labels['caddy']}:{port}"
+            sites.append(LabelledContainer(labels, (upstream.host,), f"{stack}-{service}"))
+
+    def scrape(caddy_labels: dict[str, str]) -> str:
+        caddy.run(caddyfile_from_containers([LabelledContainer(caddy_labels, (), "caddy"), *sites]), port)
+        for domain in ("makapix.club", "development.makapix.club"):
+            assert get(port, domain, "/").status == 200
+        metrics = get(admin, f"127.0.0.1:{admin}", "/metrics")
+        assert metrics.status == 200
+        return metrics.body.decode()
+
+    if caddy_version(caddy) >= (2, 9):
+        metrics = scrape({**declared, **test_only})
+        for domain in ("makapix.club", "development.makapix.club"):
+            series = rf'caddy_http_request_duration_seconds_count\{{[^}}]*host="{re.escape(domain)}"'
+            assert re.search(series, metrics), domain
+        return
+    as_declared = [LabelledContainer({**declared, **test_only}, ()), *sites]
+    refused = caddy.validate(caddyfile_from_containers(as_declared))
+    assert refused.returncode != 0 and "unrecognized global option: metrics" in refused.stderr
+    older = {"caddy.servers.metrics": "", **test_only}
+    metrics = scrape(older)
+    series = r"^caddy_http_request_duration_seconds_count\{([^}]*)\} (\d+)"
+    samples = re.findall(series, metrics, re.MULTILINE)
+    assert samples and sum(int(count) for _, count in samples) >= 2
+    assert all("host=" not in labels for labels, _ in samples)  # why the stacks need Caddy 2.9+

@@ -169,13 +169,18 @@ def test_shared_servers_are_declared_once_by_production(render_stack):
 
 
 def test_development_joins_the_shared_servers_with_its_own_database_and_index(render_stack):
-    prod_outputs = {"shared_database_password": "the-servers-password", "isolation_fingerprint": None}
+    prod_outputs = {
+        "shared_database_password": "the-servers-password",
+        "shared_mqtt_passwords": {"dev": "the-brokers-dev-password"},
+        "isolation_fingerprint": None,
+    }
     dev = render_stack(
         "dev",
         references={"prod": prod_outputs},
         isolation={"peer_stack": None},
         database={"mode": "shared", "name": "makapix_dev"},
         redis={"mode": "shared"},
+        mqtt={"mode": "shared"},
     )
     names = {c.plain_inputs()["name"] for c in dev.of_type(CONTAINER)}
     assert names == {"makapix-dev-api", "makapix-dev-web", "makapix-dev-worker"}
@@ -185,6 +190,7 @@ def test_development_joins_the_shared_servers_with_its_own_database_and_index(re
         envs["DATABASE_URL"] == "postgresql://makapix:the-servers-password@makapix-shared-db:5432/makapix_dev"
     )
     assert envs["REDIS_URL"] == "redis://makapix-shared-redis:6379/0"
+    assert (envs["MQTT_HOST"], envs["MQTT_PASSWORD"]) == ("makapix-shared-mqtt", "the-brokers-dev-password")
     assert "makapix-shared-data" in [n["name"] for n in api["networksAdvanced"]]
     assert not dev.of_type(VOLUME)
 
