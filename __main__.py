@@ -43,7 +43,7 @@ services = {
             plain_environment=plain_environment,
             secret_environment=secret_environment,
             networks=[networks.internal_name, networks.edge_name, *filter(None, [networks.shared_data_name])],
-            caddy_labels={"api": labels.api, "web": labels.web}.get(service, {}),
+            caddy_labels=labels.get(service, {}),
             depends_on=[*filter(None, [database.container, redis.container, edge])],
         ),
     )

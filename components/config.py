@@ -349,6 +349,12 @@ class EnvironmentConfig(Settings):
         for name in routed:
             if self.services[name].port is None:
                 raise ValueError(f"services.{name} has a route but no port")
+        for route in sorted({self.services[name].route or "" for name in routed}):
+            sharing = [name for name in routed if self.services[name].route == route]
+            if len(sharing) > 1:
+                raise ValueError(
+                    f"services {', '.join(sharing)} all have route {route!r}; Caddy routes a path to one service"
+                )
         return self
 
     # Derived names: every container, volume and network carries project and environment.
