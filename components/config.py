@@ -295,6 +295,67 @@ class Images(Settings):
     mosquitto: Image = "eclipse-mosquitto:2.0.20"
 
 
+# What the program can hand to the application (``application.variables`` maps an environment
+# variable to one of these).  ``secret.*`` and ``database.url`` reach containers only as secrets.
+APPLICATION_SOURCES = {
+    "environment": "production or development",
+    "domain.root": "domain.root",
+    "domain.web": "the web domain (domain.web, default domain.root)",
+    "domain.base_url": "https://<web domain>",
+    "domain.vault": "domain.vault (not passed when unset)",
+    "database.name": "database.name",
+    "database.table_prefix": "database.table_prefix",
+    "database.url": "postgresql://user:password@host:port/name (secret)",
+    "redis.url": "redis://host:6379/<db_index> (broker, results and cache)",
+    "vault.host_path": "vault.host_path",
+    "vault.container_path": "vault.container_path (where the vault is mounted)",
+    "mqtt.host": "the broker's host name inside the environment",
+    "mqtt.port": "the broker's port inside the environment",
+    "mqtt.public_port": "mqtt.public_port",
+    "mqtt.topic_prefix": "mqtt.topic_prefix",
+    "mqtt.username": "mqtt.username",
+    "email.from_address": "email.from_address",
+    "oauth.github_client_id": "oauth.github_client_id (not passed when unset)",
+    "oauth.redirect_uri": "the OAuth callback derived from the web domain",
+    "admin.username": "application.admin.username",
+    "admin.email": "application.admin.email",
+    **{f"secret.{key}": f"{meaning} (secret; not passed when unset)" for key, meaning in SECRET_KEYS.items()},
+}
+
+
+class AdminSettings(Settings):
+    """The application's admin user (000 "Admin Credentials"); its password is the secret ``admin_password``."""
+
+    username: str = Field(default="admin", pattern=r"^[A-Za-z0-9_.@-]{1,64}$", examples=["admin"])
+    email: str = Field(pattern=_EMAIL.pattern, examples=["admin@clippyfront.com"])
+
+
+class ApplicationSettings(Settings):
+    """What the application reads: each environment variable and the program setting it carries."""
+
+    # VARIABLE: source (a key of APPLICATION_SOURCES); null removes a variable the defaults pass.
+    variables: dict[str, str | None] = Field(examples=[{"TABLE_PREFIX": "database.table_prefix"}])
+    admin: AdminSettings | None = None
+
+    @field_validator("variables")
+    @classmethod
+    def _known_sources(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        for name, source in value.items():
+            if not re.match(r"^[A-Z_][A-Z0-9_]*$", name):
+                raise ValueError(f"{name!r} is not an environment variable name; e.g. TABLE_PREFIX")
+            if source is not None and source not in APPLICATION_SOURCES:
+                raise ValueError(
+                    f"{name}: {source!r} is not a setting the program can pass; "
+                    f"one of: {', '.join(sorted(APPLICATION_SOURCES))}"
+                )
+        return value
+
+    @property
+    def passed(self) -> dict[str, str]:
+        """The variables the application gets (null ones removed)."""
+        return {name: source for name, source in self.variables.items() if source is not None}
+
+
 class EnvironmentConfig(Settings):
     """Everything that makes one environment of the application; one stack, one of these."""
 
@@ -305,10 +366,13 @@ class EnvironmentConfig(Settings):
     domain: DomainSettings
     database: DatabaseSettings
     redis: RedisSettings
-    mqtt: MqttSettings
+    # null: the application uses no MQTT broker (ClippyFront), none is declared.
+    mqtt: MqttSettings | None
     vault: VaultSettings
     oauth: OAuthSettings = OAuthSettings()
-    email: EmailSettings
+    # null: the application sends no email.
+    email: EmailSettings | None
+    application: ApplicationSettings
     images: Images = Images()
     services: dict[str, ServiceSettings]
     # Resource limits of the infrastructure containers (db, redis, mqtt).
@@ -343,6 +407,15 @@ class EnvironmentConfig(Settings):
             raise ValueError(
                 "sampling.enabled is true on a production stack; only development is sampled into"
             )
+        sections = {"mqtt": self.mqtt, "email": self.email, "admin": self.application.admin}
+        for variable, source in self.application.passed.items():
+            section = source.split(".")[0]
+            if section in sections and sections[section] is None:
+                key = "application.admin" if section == "admin" else section
+                raise ValueError(
+                    f"application.variables.{variable} passes {source!r} but {key} is not configured; "
+                    f"configure {key} or set the variable to null"
+                )
         if self.database.table_prefix and self.database.mode != "shared":
             raise ValueError("database.table_prefix is set but database.mode is not 'shared'")
         routed = [name for name, service in self.services.items() if service.route is not None]
@@ -384,13 +457,16 @@ class EnvironmentConfig(Settings):
         return f"{self.domain.base_url}/api/auth/github/callback"
 
 
-def environment_defaults(environment: str, name: str | None = None) -> dict[str, Any]:
-    """Defaults in code for one environment; a stack file overrides only what differs."""
+def environment_defaults(environment: str, name: str | None = None, profile: str = "makapix") -> dict[str, Any]:
+    """Defaults in code for one environment; a stack file overrides only what differs.
+
+    ``profile`` is the application (``PROFILES``): the Pulumi project's name selects it.
+    """
     production = environment == "production"
     name = name or ("prod" if production else "dev")
     limits = _PRODUCTION_LIMITS if production else _DEVELOPMENT_LIMITS
     app_image = "ghcr.io/makapix/{}:1.0.0"
-    return {
+    defaults = {
         "project": "makapix",
         "name": name,
         "database": {
@@ -436,7 +512,109 @@ def environment_defaults(environment: str, name: str | None = None) -> dict[str,
         "edge": {"caddy": "own" if production else "attach", "block_crawlers": not production},
         "isolation": {"peer_stack": None if production else "prod"},
         "sampling": {"enabled": not production},
+        "application": {"variables": dict(_MAKAPIX_VARIABLES)},
     }
+    if profile == "clippyfront":
+        # Top-level replace, not merge: ClippyFront has other services and no MQTT or email.
+        defaults.update(_clippyfront_defaults(production, limits))
+    return defaults
+
+
+# 004 §9: the variables Makapix's api, web and workers read.
+_MAKAPIX_VARIABLES = {
+    "ENVIRONMENT": "environment",
+    "ROOT_DOMAIN": "domain.root",
+    "WEB_DOMAIN": "domain.web",
+    "BASE_URL": "domain.base_url",
+    "NEXT_PUBLIC_API_BASE_URL": "domain.base_url",
+    "VAULT_DOMAIN": "domain.vault",
+    "DB_DATABASE": "database.name",
+    "TABLE_PREFIX": "database.table_prefix",
+    "DATABASE_URL": "database.url",
+    "REDIS_URL": "redis.url",
+    "CELERY_BROKER_URL": "redis.url",
+    "CELERY_RESULT_BACKEND": "redis.url",
+    "VAULT_HOST_PATH": "vault.host_path",
+    "VAULT_PATH": "vault.container_path",
+    "MQTT_HOST": "mqtt.host",
+    "MQTT_PORT": "mqtt.port",
+    "MQTT_PUBLIC_PORT": "mqtt.public_port",
+    "MQTT_TOPIC_PREFIX": "mqtt.topic_prefix",
+    "MQTT_USERNAME": "mqtt.username",
+    "RESEND_FROM_EMAIL": "email.from_address",
+    "RESEND_API_KEY": "secret.resend_api_key",
+    "GITHUB_OAUTH_CLIENT_ID": "oauth.github_client_id",
+    "GITHUB_OAUTH_CLIENT_SECRET": "secret.github_oauth_client_secret",
+    "GITHUB_REDIRECT_URI": "oauth.redirect_uri",
+    "JWT_SECRET_KEY": "secret.jwt_secret",
+}
+
+# 000: the variables ClippyFront's gunicorn app and Celery workers read (.env), plus its admin user.
+_CLIPPYFRONT_VARIABLES = {
+    "TABLE_PREFIX": "database.table_prefix",
+    "DATABASE_URL": "database.url",
+    "REDIS_URL": "redis.url",
+    "CELERY_BROKER_URL": "redis.url",
+    "CELERY_RESULT_BACKEND": "redis.url",
+    "CLIPPY_INSTANCE_PATH": "vault.container_path",
+    "ADMIN_USERNAME": "admin.username",
+    "ADMIN_EMAIL": "admin.email",
+    "ADMIN_PASSWORD": "secret.admin_password",
+}
+
+
+def _clippyfront_defaults(production: bool, limits: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """000: one database ``clippy_front`` with table prefixes, one Redis with a DB per environment."""
+    image = "ghcr.io/clippyfront/clippyfront:1.0.0"
+    return {
+        "project": "clippyfront",
+        "database": {
+            "mode": "shared",
+            "name": "clippy_front",
+            "table_prefix": "opt_" if production else "dev_",
+            "user": "clippyfront",
+            # The shared server is production's; development publishes nothing.
+            "host_port": 55432 if production else None,
+            "tuning": {},
+        },
+        "redis": {"mode": "shared", "db_index": 1 if production else 0},
+        "mqtt": None,
+        "email": None,
+        # The instance directory (uploads, renders, logs): CLIPPY_INSTANCE_PATH.
+        "vault": {"container_path": "/app/instance"},
+        "services": {
+            "web": {
+                "image": image,
+                "command": ["gunicorn", "--bind", "0.0.0.0:8000", "main:app"],
+                "port": 8000,
+                "route": "/",
+                # The image is Python: no wget/curl assumed.
+                "healthcheck": [
+                    "CMD",
+                    "python3",
+                    "-c",
+                    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=4)",
+                ],
+                "resources": limits["api"],
+            },
+            "worker": {
+                "image": image,
+                "command": ["celery", "-A", "app.tasks.celery_app", "worker", "--loglevel=info"],
+                "queues": ["celery", "cpu", "gpu"],
+                "concurrency": 2 if production else 1,
+                "resources": limits["worker"],
+            },
+        },
+        "application": {
+            "variables": dict(_CLIPPYFRONT_VARIABLES),
+            "admin": {"username": "admin", "email": "admin@clippyfront.com"},
+        },
+        "sampling": {"enabled": not production, "config_file": "examples/clippyfront/sampling.yaml"},
+    }
+
+
+# Applications with defaults in code; the Pulumi project's name selects one (any other: makapix).
+PROFILES = ("makapix", "clippyfront")
 
 
 # 004 §11: development limits; production gets room to breathe on a shared host.
@@ -493,7 +671,8 @@ def parse_environment(
             "set it to 'production' or 'development'"
         )
     name = values.get("name") if isinstance(values.get("name"), str) else None
-    merged = merge_settings(environment_defaults(environment, name), values)
+    profile = namespace if namespace in PROFILES else "makapix"
+    merged = merge_settings(environment_defaults(environment, name, profile), values)
     try:
         return EnvironmentConfig.model_validate(merged)
     except ValidationError as error:

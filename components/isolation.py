@@ -39,14 +39,14 @@ def infrastructure_services(settings: EnvironmentConfig) -> list[str]:
     services = ["redis"] if settings.redis.mode == "dedicated" else []
     if settings.database.mode == "dedicated":
         services.append("db")
-    if settings.mqtt.mode == "dedicated":
+    if settings.mqtt is not None and settings.mqtt.mode == "dedicated":
         services.append("mqtt")
     return services
 
 
 def host_ports(settings: EnvironmentConfig) -> list[int]:
     """Ports this environment publishes on the Docker host."""
-    ports = [settings.mqtt.public_port]
+    ports = [settings.mqtt.public_port] if settings.mqtt is not None else []
     if settings.database.host_port is not None:
         ports.append(settings.database.host_port)
     if settings.edge.caddy == "own":
@@ -78,7 +78,9 @@ def fingerprint(settings: EnvironmentConfig, secret_hashes: dict[str, str] | Non
             "mode": settings.mqtt.mode,
             "topic_prefix": settings.mqtt.topic_prefix,
             "username": settings.mqtt.username,
-        },
+        }
+        if settings.mqtt is not None
+        else None,
         "vault_path": settings.vault.host_path,
         "domains": sorted(
             {settings.domain.root, settings.domain.web_domain, *filter(None, [settings.domain.vault])}
@@ -125,7 +127,7 @@ def find_collisions(mine: Fingerprint, theirs: Fingerprint) -> list[Collision]:
         found.append(
             Collision("redis", f"shared Redis, same DB index {mine['redis']['db_index']}: queues would mix")
         )
-    if mine["mqtt"]["mode"] == "shared" and theirs["mqtt"]["mode"] == "shared":
+    if mine["mqtt"] and theirs["mqtt"] and mine["mqtt"]["mode"] == theirs["mqtt"]["mode"] == "shared":
         if mine["mqtt"]["topic_prefix"] == theirs["mqtt"]["topic_prefix"]:
             found.append(
                 Collision("mqtt topic prefix", f"shared broker, same prefix {mine['mqtt']['topic_prefix']!r}")
