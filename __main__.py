@@ -27,9 +27,17 @@ database = Database(
         settings=settings,
         password=secrets.values["database_password"],
         internal_network=networks.internal_name,
+        shared_networks=[*networks.shared_data_networks],
     ),
 )
-redis = Redis(f"{name}-redis", RedisArgs(settings=settings, internal_network=networks.internal_name))
+redis = Redis(
+    f"{name}-redis",
+    RedisArgs(
+        settings=settings,
+        internal_network=networks.internal_name,
+        shared_networks=[*networks.shared_data_networks],
+    ),
+)
 
 plain_environment, secret_environment = application_environment(
     settings, database.url, redis.url, secrets.values
@@ -42,7 +50,7 @@ services = {
             service=service,
             plain_environment=plain_environment,
             secret_environment=secret_environment,
-            networks=[networks.internal_name, networks.edge_name, *filter(None, [networks.shared_data_name])],
+            networks=[networks.internal_name, networks.edge_name, *networks.shared_data],
             caddy_labels=labels.get(service, {}),
             depends_on=[*filter(None, [database.container, redis.container, edge])],
         ),

@@ -448,9 +448,15 @@ class EnvironmentConfig(Settings):
     def shared_container_name(self, service: str) -> str:
         return f"{self.project}-shared-{service}"
 
+    def shared_network_name(self, environment_name: str | None = None) -> str:
+        """Where the shared servers meet ONE environment's containers: a network per environment,
+        so that no development container shares a network with a production container."""
+        return f"{self.project}-{environment_name or self.name}-data"
+
     @property
-    def shared_network_name(self) -> str:
-        return f"{self.project}-shared-data"
+    def served_environments(self) -> list[str]:
+        """Environments whose edge and (shared mode) data networks the owning stack declares."""
+        return list(self.edge.serves)
 
     @property
     def github_redirect_uri(self) -> str:

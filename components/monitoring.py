@@ -44,6 +44,10 @@ def monitoring_output(settings: EnvironmentConfig) -> dict[str, Any]:
         database_container = settings.shared_container_name("db")
         if settings.environment == "production":
             containers.append(_limits(database_container, "db", settings.resources["db"]))
+    if settings.redis.mode == "shared" and settings.environment == "production":
+        containers.append(
+            _limits(settings.shared_container_name("redis"), "redis", settings.resources["redis"])
+        )
     production = settings.environment == "production"
     thresholds = settings.monitoring
     output = MonitoringOutput(

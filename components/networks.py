@@ -40,16 +40,24 @@ class EnvironmentNetworks(pulumi.ComponentResource):
         )
         self.internal_name = self.internal.name
         self.edge_name = settings.network_name("edge")
-        # Shared servers (database or Redis in shared mode) live on a network production declares.
-        self.shared_data_name: str | None = None
+        # Shared servers (database or Redis in shared mode) meet each environment on a data network of
+        # its own; production declares them all (as it does the edge networks), development joins its one.
+        self.shared_data_name: pulumi.Input[str] | None = None
+        self.shared_data_networks: list[pulumi.Output[str]] = []
         if "shared" in (settings.database.mode, settings.redis.mode):
-            self.shared_data_name = settings.shared_network_name
+            self.shared_data_name = settings.shared_network_name()
             if settings.environment == "production":
-                docker.Network(
-                    f"{name}-shared-data",
-                    name=self.shared_data_name,
-                    internal=True,
-                    driver="bridge",
-                    opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-                )
+                for served in settings.served_environments:
+                    network = docker.Network(
+                        f"{name}-data-{served}",
+                        name=settings.shared_network_name(served),
+                        internal=True,
+                        driver="bridge",
+                        opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+                    )
+                    self.shared_data_networks.append(network.name)
+                    if served == settings.name:
+                        self.shared_data_name = network.name
+        # What an app container joins besides its internal and edge network: its data network, if any.
+        self.shared_data = [self.shared_data_name] if self.shared_data_name is not None else []
         self.register_outputs({"internal": self.internal_name, "edge": self.edge_name})
