@@ -65,7 +65,7 @@ class AppService(pulumi.ComponentResource):
                 docker.ContainerNetworksAdvancedArgs(name=network, aliases=[args.service])
                 for network in args.networks
             ],
-            labels=labels({"makapix.environment": settings.environment, **args.caddy_labels}),
+            labels=labels({f"{settings.project}.environment": settings.environment, **args.caddy_labels}),
             healthcheck=healthcheck(check) if check else None,
             # Workers reap their forked children; init makes that safe.
             init=True,

@@ -127,7 +127,8 @@ def find_collisions(mine: Fingerprint, theirs: Fingerprint) -> list[Collision]:
         found.append(
             Collision("redis", f"shared Redis, same DB index {mine['redis']['db_index']}: queues would mix")
         )
-    if mine["mqtt"] and theirs["mqtt"] and mine["mqtt"]["mode"] == theirs["mqtt"]["mode"] == "shared":
+    # A stack output drops null values: a fingerprint read from the peer may lack "mqtt" or a client id.
+    if mine.get("mqtt") and theirs.get("mqtt") and mine["mqtt"]["mode"] == theirs["mqtt"]["mode"] == "shared":
         if mine["mqtt"]["topic_prefix"] == theirs["mqtt"]["topic_prefix"]:
             found.append(
                 Collision("mqtt topic prefix", f"shared broker, same prefix {mine['mqtt']['topic_prefix']!r}")
@@ -142,7 +143,7 @@ def find_collisions(mine: Fingerprint, theirs: Fingerprint) -> list[Collision]:
         )
     for domain in sorted(set(mine["domains"]) & set(theirs["domains"])):
         found.append(Collision("domain", f"both environments answer for {domain!r}"))
-    if mine["oauth"]["client_id"] and mine["oauth"]["client_id"] == theirs["oauth"]["client_id"]:
+    if mine["oauth"].get("client_id") and mine["oauth"].get("client_id") == theirs["oauth"].get("client_id"):
         found.append(
             Collision("oauth client id", f"both environments use OAuth app {mine['oauth']['client_id']!r}")
         )

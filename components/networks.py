@@ -34,7 +34,7 @@ class EnvironmentNetworks(pulumi.ComponentResource):
             name=settings.network_name("internal"),
             internal=True,
             driver="bridge",
-            labels=[docker.NetworkLabelArgs(label="makapix.environment", value=settings.environment)],
+            labels=[docker.NetworkLabelArgs(label=f"{settings.project}.environment", value=settings.environment)],
             # A fixed name cannot exist twice: delete the old network before creating its replacement.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
