@@ -10,6 +10,7 @@ from components.isolation_check import IsolationCheck, IsolationCheckArgs
 from components.monitoring import monitoring_output
 from components.networks import EnvironmentNetworks, NetworksArgs
 from components.redis import Redis, RedisArgs
+from components.remote_workers import RemoteWorkers, RemoteWorkersArgs
 from components.secrets import EnvironmentSecrets, EnvironmentSecretsArgs
 from components.stack_config import load_stack_config
 
@@ -57,6 +58,17 @@ services = {
     )
     for service in settings.services
 }
+
+if settings.remote_workers:
+    RemoteWorkers(
+        f"{name}-remote",
+        RemoteWorkersArgs(
+            settings=settings,
+            database_password=database.password,
+            secrets=secrets.values,
+            depends_on=[*filter(None, [database.container, redis.container])],
+        ),
+    )
 
 isolation_fingerprint = secrets.hashes().apply(lambda hashes: fingerprint(settings, hashes))
 if settings.isolation.peer_stack:

@@ -25,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyAddress,
     ValidationError,
     field_validator,
     model_validator,
@@ -241,6 +242,28 @@ class RemoteWorker(Settings):
     queues: list[str] = Field(default_factory=lambda: ["gpu"], examples=[["gpu"]])
     concurrency: int = Field(default=1, ge=1, le=512)
     gpus: str | None = Field(default=None, examples=["all"])
+    # The local service it runs remotely: image, command and environment come from it.
+    service: str = Field(default="worker", examples=["worker"])
+    resources: Resources | None = None
+    # Extra or overriding variables; one that points at the other environment is an isolation error.
+    environment: dict[str, str] = Field(default_factory=dict, examples=[{"LOG_LEVEL": "info"}])
+
+    @field_validator("environment")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        return ServiceSettings._env_names(value)
+
+
+class RemoteAccessSettings(Settings):
+    """Where remote workers reach production's Redis and PostgreSQL (000: WireGuard, 10.8.0.1).
+
+    Both are published on this address only (never 0.0.0.0); it should be a VPN address that only
+    the worker hosts can reach.
+    """
+
+    address: IPvAnyAddress = Field(examples=["10.8.0.1"])
+    redis_port: Port = Field(default=6379, examples=[6379])
+    database_port: Port = Field(default=5432, examples=[5432])
 
 
 class EdgeSettings(Settings):
@@ -378,6 +401,7 @@ class EnvironmentConfig(Settings):
     # Resource limits of the infrastructure containers (db, redis, mqtt).
     resources: dict[Literal["db", "redis", "mqtt"], Resources]
     remote_workers: list[RemoteWorker] = Field(default_factory=list)
+    remote_access: RemoteAccessSettings | None = None
     edge: EdgeSettings
     isolation: IsolationSettings = IsolationSettings()
     sampling: SamplingSettings = SamplingSettings()
@@ -403,6 +427,22 @@ class EnvironmentConfig(Settings):
                 "remote_workers are declared by a development stack; remote workers join production only "
                 "(000 'Remote GPU/CPU Workers'): remove them from this stack"
             )
+        if self.remote_workers and self.remote_access is None:
+            raise ValueError(
+                "remote_workers need remote_access.address: the address where they reach Redis and "
+                "PostgreSQL, e.g. the host's WireGuard address '10.8.0.1'"
+            )
+        if self.remote_access is not None and self.environment != "production":
+            raise ValueError("remote_access is set on a development stack; only production serves remote workers")
+        for worker in self.remote_workers:
+            if worker.service not in self.services:
+                raise ValueError(
+                    f"remote worker {worker.name!r} runs service {worker.service!r}, which this stack does "
+                    f"not have; one of: {', '.join(self.services)}"
+                )
+        names = [worker.name for worker in self.remote_workers]
+        for duplicate in sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"remote worker name {duplicate!r} is used twice; each needs its own name")
         if self.sampling.enabled and self.environment == "production":
             raise ValueError(
                 "sampling.enabled is true on a production stack; only development is sampled into"

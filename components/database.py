@@ -98,6 +98,12 @@ class Database(pulumi.ComponentResource):
         ports = []
         if database.host_port is not None:
             ports.append(docker.ContainerPortArgs(internal=5432, external=database.host_port, ip="127.0.0.1"))
+        if settings.remote_access is not None:
+            # Remote workers (production only): on the VPN address, never on every interface.
+            remote = settings.remote_access
+            ports.append(
+                docker.ContainerPortArgs(internal=5432, external=remote.database_port, ip=str(remote.address))
+            )
         self.container = docker.Container(
             f"{name}-container",
             name=self.host,

@@ -47,6 +47,13 @@ class Redis(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
         check = ["CMD", "redis-cli", "ping"]
+        remote = settings.remote_access
+        # Remote workers (production only) reach Redis on the VPN address, never on every interface.
+        ports = (
+            [docker.ContainerPortArgs(internal=6379, external=remote.redis_port, ip=str(remote.address))]
+            if remote is not None
+            else None
+        )
         self.container = docker.Container(
             f"{name}-container",
             name=settings.shared_container_name("redis") if shared else settings.container_name("redis"),
@@ -57,6 +64,7 @@ class Redis(pulumi.ComponentResource):
                 docker.ContainerNetworksAdvancedArgs(name=network, aliases=["redis"])
                 for network in (args.shared_networks if shared else [args.internal_network])
             ],
+            ports=ports,
             healthcheck=healthcheck(check),
             restart="unless-stopped",
             log_driver="json-file",

@@ -162,6 +162,9 @@ class _RecordingMonitor(mocks.MockMonitor):
         if request.HasField("replacement_trigger"):
             trigger = json_format.MessageToDict(request.replacement_trigger)
             options["replacement_trigger"] = _redact(_unwrap_rpc(rpc.deserialize_property(trigger)))
+        if request.provider:
+            # "<provider urn>::<id>": which Docker engine the resource goes to (remote workers).
+            options["provider"] = _name_of(request.provider.rsplit("::", 1)[0])
         depends_on = sorted(filter(None, (_name_of(urn) for urn in request.dependencies)))
         if depends_on:
             options["depends_on"] = depends_on
