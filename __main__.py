@@ -87,6 +87,9 @@ pulumi.export("isolation_fingerprint", isolation_fingerprint)
 pulumi.export("database_url", database.url)
 if settings.database.mode == "shared" and settings.environment == "production":
     pulumi.export("shared_database_password", database.password)
+if settings.application.admin is not None:
+    # Secret: `pulumi stack output admin_password --show-secrets` shows the environment's own.
+    pulumi.export("admin_password", secrets.values["admin_password"])
 if database.host_url is not None:
     pulumi.export("database_host_url", database.host_url)
 pulumi.export(
