@@ -71,9 +71,11 @@ def test_stack_reference_file_is_the_prod_render(project_dir, render_stack):
 def test_pulumi_yaml_main_runs_the_program_it_names(tmp_path):
     """A project whose Pulumi.yaml says `main: program` runs program/__main__.py from that directory."""
     (tmp_path / "program").mkdir()
-    (tmp_path / "program" / "main_option_helper.py").write_text("VALUE = 'imported from the program directory'\n")
+    (tmp_path / "program" / "main_option_helper.py").write_text(
+        "VALUE = 'imported from the program directory'\n"
+    )
     (tmp_path / "program" / "__main__.py").write_text(
-        "import os, pulumi, helper\n"
+        "import os, pulumi, main_option_helper\n"
         "pulumi.export('value', main_option_helper.VALUE)\n"
         "pulumi.export('cwd', os.path.basename(os.getcwd()))\n"
         "pulumi.export('project', pulumi.get_project())\n"
@@ -81,7 +83,11 @@ def test_pulumi_yaml_main_runs_the_program_it_names(tmp_path):
     (tmp_path / "Pulumi.yaml").write_text("name: elsewhere\nruntime: python\nmain: program\n")
     (tmp_path / "Pulumi.x.yaml").write_text("config: {}\n")
     outputs = render("x", tmp_path).outputs
-    assert outputs == {"value": "imported from the program directory", "cwd": "program", "project": "elsewhere"}
+    assert outputs == {
+        "value": "imported from the program directory",
+        "cwd": "program",
+        "project": "elsewhere",
+    }
 
 
 def test_a_wrong_expectation_fails(render_stack):
