@@ -352,3 +352,16 @@ def test_both_stacks_route_everything_to_their_web_in_one_caddy(
             assert response.header("X-Robots-Tag") == ([ROBOTS_TAG] if stack_name == "dev" else [])
     assert get(port, "dev.clippyfront.com", "/robots.txt").body.decode() == ROBOTS_TXT
     assert get(port, "clippyfront.com", "/robots.txt").json()["upstream"] == "prod-web"
+
+
+def test_the_sampling_configuration_maps_production_prefix_to_development_prefix():
+    """The dev stack's sampling config copies opt_* into dev_*: the very prefixes the stacks use."""
+    from sampling.config import load_config
+
+    dev = stack("dev")
+    config = load_config(PROJECT.parents[1] / dev.sampling.config_file)
+    assert (config.mapping.source_prefix, config.mapping.target_prefix) == (
+        stack("prod").database.table_prefix,
+        dev.database.table_prefix,
+    )
+    assert dev.sampling.enabled and not stack("prod").sampling.enabled
