@@ -365,3 +365,30 @@ def test_the_sampling_configuration_maps_production_prefix_to_development_prefix
         dev.database.table_prefix,
     )
     assert dev.sampling.enabled and not stack("prod").sampling.enabled
+
+
+@pytest.mark.parametrize(
+    ("workers", "words"),
+    [
+        (
+            [
+                {"name": "gpu1", "docker_host": "ssh://a@10.8.0.5"},
+                {"name": "gpu1", "docker_host": "ssh://a@10.8.0.6"},
+            ],
+            "remote worker name 'gpu1' is used twice",
+        ),
+        (
+            [{"name": "gpu1", "docker_host": "ssh://a@10.8.0.5", "service": "renderer"}],
+            "runs service 'renderer', which this stack does not have; one of: web, worker",
+        ),
+        (
+            [{"name": "gpu1", "docker_host": "tcp://10.8.0.5:2375"}],
+            "clippyfront:remote_workers.0.docker_host",
+        ),
+    ],
+)
+def test_bad_remote_workers_are_named(workers, words):
+    with pytest.raises(ConfigurationError) as caught:
+        stack("prod", remote_workers=workers)
+    assert str(caught.value).startswith("Pulumi.prod.yaml: ")
+    assert words in str(caught.value)
