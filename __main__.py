@@ -11,6 +11,7 @@ from components.monitoring import monitoring_output
 from components.mqtt import MqttBroker, MqttBrokerArgs
 from components.networks import EnvironmentNetworks, NetworksArgs
 from components.redis import Redis, RedisArgs
+from components.remote_workers import RemoteWorkers, RemoteWorkersArgs
 from components.secrets import EnvironmentSecrets, EnvironmentSecretsArgs
 from components.stack_config import load_stack_config
 
@@ -28,10 +29,18 @@ database = Database(
         settings=settings,
         password=secrets.values["database_password"],
         internal_network=networks.internal_name,
+        shared_networks=[*networks.shared_data_networks],
     ),
 )
-redis = Redis(f"{name}-redis", RedisArgs(settings=settings, internal_network=networks.internal_name))
-mqtt = MqttBroker(f"{name}-mqtt", MqttBrokerArgs(settings=settings, networks=networks))
+redis = Redis(
+    f"{name}-redis",
+    RedisArgs(
+        settings=settings,
+        internal_network=networks.internal_name,
+        shared_networks=[*networks.shared_data_networks],
+    ),
+)
+mqtt = MqttBroker(f"{name}-mqtt", MqttBrokerArgs(settings=settings, networks=networks)) if settings.mqtt else None
 
 plain_environment, secret_environment = application_environment(
     settings, database.url, redis.url, secrets.values
@@ -43,14 +52,25 @@ services = {
             settings=settings,
             service=service,
             plain_environment=plain_environment,
-            secret_environment={**secret_environment, **mqtt.secret_environment(service)},
-            networks=[networks.internal_name, networks.edge_name, *filter(None, [networks.shared_data_name])],
-            caddy_labels={"api": labels.api, "web": labels.web}.get(service, {}),
-            depends_on=[*filter(None, [database.container, redis.container, mqtt.container, edge])],
+            secret_environment={**secret_environment, **(mqtt.secret_environment(service) if mqtt else {})},
+            networks=[networks.internal_name, networks.edge_name, *networks.shared_data],
+            caddy_labels=labels.get(service, {}),
+            depends_on=[*filter(None, [database.container, redis.container, mqtt and mqtt.container, edge])],
         ),
     )
     for service in settings.services
 }
+
+if settings.remote_workers:
+    RemoteWorkers(
+        f"{name}-remote",
+        RemoteWorkersArgs(
+            settings=settings,
+            database_password=database.password,
+            secrets=secrets.values,
+            depends_on=[*filter(None, [database.container, redis.container])],
+        ),
+    )
 
 isolation_fingerprint = secrets.hashes().apply(lambda hashes: fingerprint(settings, hashes))
 if settings.isolation.peer_stack:
@@ -69,9 +89,13 @@ pulumi.export("isolation_fingerprint", isolation_fingerprint)
 pulumi.export("database_url", database.url)
 if settings.database.mode == "shared" and settings.environment == "production":
     pulumi.export("shared_database_password", database.password)
-pulumi.export("mqtt", mqtt.facts)
-if mqtt.guest_passwords:
-    pulumi.export("shared_mqtt_passwords", pulumi.Output.secret(mqtt.guest_passwords))
+if mqtt is not None:
+    pulumi.export("mqtt", mqtt.facts)
+    if mqtt.guest_passwords:
+        pulumi.export("shared_mqtt_passwords", pulumi.Output.secret(mqtt.guest_passwords))
+if settings.application.admin is not None:
+    # Secret: `pulumi stack output admin_password --show-secrets` shows the environment's own.
+    pulumi.export("admin_password", secrets.values["admin_password"])
 if database.host_url is not None:
     pulumi.export("database_host_url", database.host_url)
 pulumi.export(

@@ -17,7 +17,7 @@ from components.container import (
     limit_args,
     replace_when_changed,
 )
-from components.mqtt import client_environment as mqtt_client_environment
+from components.mqtt import client_sources as mqtt_client_sources
 
 
 def worker_command(service: ServiceSettings) -> list[str]:
@@ -66,7 +66,7 @@ class AppService(pulumi.ComponentResource):
                 docker.ContainerNetworksAdvancedArgs(name=network, aliases=[args.service])
                 for network in args.networks
             ],
-            labels=labels({"makapix.environment": settings.environment, **args.caddy_labels}),
+            labels=labels({f"{settings.project}.environment": settings.environment, **args.caddy_labels}),
             healthcheck=healthcheck(check) if check else None,
             # Workers reap their forked children; init makes that safe.
             init=True,
@@ -80,42 +80,59 @@ class AppService(pulumi.ComponentResource):
         self.register_outputs({"container": self.container.name})
 
 
+def application_sources(
+    settings: EnvironmentConfig,
+    database_url: pulumi.Output[str],
+    redis_url: str,
+    secrets: dict[str, pulumi.Output[str]],
+) -> tuple[dict[str, str], dict[str, pulumi.Output[str]]]:
+    """Every value the program can pass to the application (``APPLICATION_SOURCES``), plain and secret.
+
+    An optional setting that is not configured has no entry: its variables are not passed.
+    """
+    domain = settings.domain
+    plain = {
+        "environment": settings.environment,
+        "domain.root": domain.root,
+        "domain.web": domain.web_domain,
+        "domain.base_url": domain.base_url,
+        "database.name": settings.database.name,
+        "database.table_prefix": settings.database.table_prefix,
+        "redis.url": redis_url,
+        "vault.host_path": settings.vault.host_path,
+        "vault.container_path": settings.vault.container_path,
+        "oauth.redirect_uri": settings.github_redirect_uri,
+    }
+    if domain.vault:
+        plain["domain.vault"] = domain.vault
+    if settings.oauth.github_client_id:
+        plain["oauth.github_client_id"] = settings.oauth.github_client_id
+    if settings.mqtt is not None:
+        plain |= mqtt_client_sources(settings)
+    if settings.email is not None:
+        plain["email.from_address"] = settings.email.from_address
+    if settings.application.admin is not None:
+        plain["admin.username"] = settings.application.admin.username
+        plain["admin.email"] = settings.application.admin.email
+    secret = {"database.url": database_url, **{f"secret.{key}": value for key, value in secrets.items()}}
+    return plain, secret
+
+
 def application_environment(
     settings: EnvironmentConfig,
     database_url: pulumi.Output[str],
     redis_url: str,
     secrets: dict[str, pulumi.Output[str]],
 ) -> tuple[dict[str, str], dict[str, pulumi.Output[str]]]:
-    """The settings every app container gets (004 §9, 000 .env), split into plain and secret."""
-    domain = settings.domain
-    plain = {
-        "ENVIRONMENT": settings.environment,
-        "ROOT_DOMAIN": domain.root,
-        "WEB_DOMAIN": domain.web_domain,
-        "BASE_URL": domain.base_url,
-        "NEXT_PUBLIC_API_BASE_URL": domain.base_url,
-        "DB_DATABASE": settings.database.name,
-        "TABLE_PREFIX": settings.database.table_prefix,
-        "REDIS_URL": redis_url,
-        "CELERY_BROKER_URL": redis_url,
-        "CELERY_RESULT_BACKEND": redis_url,
-        "VAULT_HOST_PATH": settings.vault.host_path,
-        "VAULT_PATH": settings.vault.container_path,
-        **mqtt_client_environment(settings),
-        "RESEND_FROM_EMAIL": settings.email.from_address,
-        "GITHUB_REDIRECT_URI": settings.github_redirect_uri,
-    }
-    if settings.domain.vault:
-        plain["VAULT_DOMAIN"] = settings.domain.vault
-    if settings.oauth.github_client_id:
-        plain["GITHUB_OAUTH_CLIENT_ID"] = settings.oauth.github_client_id
-    secret = {"DATABASE_URL": database_url, "JWT_SECRET_KEY": secrets["jwt_secret"]}
-    for key, variable in (
-        ("github_oauth_client_secret", "GITHUB_OAUTH_CLIENT_SECRET"),
-        ("resend_api_key", "RESEND_API_KEY"),
-    ):
-        if key in secrets:
-            secret[variable] = secrets[key]
+    """The variables every app container gets (``application.variables``), split into plain and secret."""
+    plain_sources, secret_sources = application_sources(settings, database_url, redis_url, secrets)
+    plain: dict[str, str] = {}
+    secret: dict[str, pulumi.Output[str]] = {}
+    for variable, source in settings.application.passed.items():
+        if source in secret_sources:
+            secret[variable] = secret_sources[source]
+        elif source in plain_sources:
+            plain[variable] = plain_sources[source]
     return plain, secret
 
 

@@ -94,9 +94,53 @@ class ContainerLabels:
     api: dict[str, str]
 
 
-def _site_wide_labels(settings: RouteSettings) -> dict[str, str]:
-    labels = {"caddy": settings.domain, "caddy_ingress_network": settings.ingress_network}
-    if settings.block_crawlers:
+@dataclass(frozen=True)
+class ServiceRoute:
+    """One routed service: requests under ``path`` go to its ``port``; ``"/"`` is everything else."""
+
+    service: str
+    path: str
+    port: int
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """How the shared Caddy reaches every routed service of one environment, whatever the services are."""
+
+    domain: str
+    ingress_network: str
+    routes: tuple[ServiceRoute, ...]
+    # Remove a service's path prefix before passing the request on (never for the "/" service).
+    strip_prefixes: bool = False
+    block_crawlers: bool = False
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not _DOMAIN.match(self.domain):
+            problems.append(f"domain {self.domain!r} is not a DNS name (e.g. 'development.makapix.club')")
+        if not _NETWORK.match(self.ingress_network):
+            problems.append(f"ingress_network {self.ingress_network!r} is not a Docker network name")
+        for route in self.routes:
+            if route.path != "/" and not _PATH_PREFIX.match(route.path):
+                problems.append(
+                    f"route of {route.service!r}: {route.path!r} is not '/' or a URL path without "
+                    "trailing slash (e.g. '/api')"
+                )
+            if not isinstance(route.port, int) or not 1 <= route.port <= 65535:
+                problems.append(f"port of {route.service!r}: {route.port!r} is not a TCP port (1-65535)")
+        for what, values in (
+            ("service", [route.service for route in self.routes]),
+            ("path", [route.path for route in self.routes]),
+        ):
+            for value in sorted({v for v in values if values.count(v) > 1}):
+                problems.append(f"{what} {value!r} is routed more than once")
+        if problems:
+            raise ValueError("invalid Caddy route settings: " + "; ".join(problems))
+
+
+def _site_wide_labels(domain: str, ingress_network: str, block_crawlers: bool) -> dict[str, str]:
+    labels = {"caddy": domain, "caddy_ingress_network": ingress_network}
+    if block_crawlers:
         # Quoted so that the value stays one token: unquoted it would be a search-and-replace.
         labels["caddy.0_header"] = f'X-Robots-Tag "{ROBOTS_TAG}"'
         labels["caddy.1_handle"] = "/robots.txt"
@@ -105,20 +149,49 @@ def _site_wide_labels(settings: RouteSettings) -> dict[str, str]:
     return labels
 
 
-def route_labels(settings: RouteSettings) -> ContainerLabels:
-    """Labels for web (everything) and api (``<api_prefix>/*``) of one environment."""
-    handle = "handle_path" if settings.strip_api_prefix else "handle"
-    api = {
-        **_site_wide_labels(settings),
-        f"caddy.2_{handle}": f"{settings.api_prefix}/*",
-        f"caddy.2_{handle}.reverse_proxy": f"{{{{upstreams {settings.api_port}}}}}",
-    }
-    web = {
-        **_site_wide_labels(settings),
-        "caddy.3_handle.reverse_proxy": f"{{{{upstreams {settings.web_port}}}}}",
-    }
-    if settings.block_crawlers:
+def site_labels(site: SiteSettings) -> dict[str, dict[str, str]]:
+    """Labels per routed service: a ``handle <path>/*`` block each, then the ``"/"`` service's ``handle``.
+
+    Each block has its own order number (from 2; 0 and 1 are the crawler blocking), so that
+    caddy-docker-proxy keeps them apart; the catch-all comes last.
+    """
+    prefixed = sorted((r for r in site.routes if r.path != "/"), key=lambda r: (-len(r.path), r.path))
+    catch_all = [r for r in site.routes if r.path == "/"]
+    handle = "handle_path" if site.strip_prefixes else "handle"
+    labels: dict[str, dict[str, str]] = {}
+    for order, route in enumerate(prefixed, start=2):
+        block = f"caddy.{order}_{handle}"
+        labels[route.service] = {
+            **_site_wide_labels(site.domain, site.ingress_network, site.block_crawlers),
+            block: f"{route.path}/*",
+            f"{block}.reverse_proxy": f"{{{{upstreams {route.port}}}}}",
+        }
+    for route in catch_all:
+        block = f"caddy.{2 + len(prefixed)}_handle"
+        labels[route.service] = {
+            **_site_wide_labels(site.domain, site.ingress_network, site.block_crawlers),
+            f"{block}.reverse_proxy": f"{{{{upstreams {route.port}}}}}",
+        }
+    if site.block_crawlers:
         # An app that sets its own X-Robots-Tag must not add an indexable value next to ours.
-        api[f"caddy.2_{handle}.reverse_proxy.header_down"] = "-X-Robots-Tag"
-        web["caddy.3_handle.reverse_proxy.header_down"] = "-X-Robots-Tag"
-    return ContainerLabels(web=web, api=api)
+        for service_labels in labels.values():
+            proxy = next(label for label in service_labels if label.endswith(".reverse_proxy"))
+            service_labels[f"{proxy}.header_down"] = "-X-Robots-Tag"
+    return labels
+
+
+def route_labels(settings: RouteSettings) -> ContainerLabels:
+    """Labels for web (everything) and api (``<api_prefix>/*``) of one environment (Makapix's two routes)."""
+    labels = site_labels(
+        SiteSettings(
+            domain=settings.domain,
+            ingress_network=settings.ingress_network,
+            routes=(
+                ServiceRoute("api", settings.api_prefix, settings.api_port),
+                ServiceRoute("web", "/", settings.web_port),
+            ),
+            strip_prefixes=settings.strip_api_prefix,
+            block_crawlers=settings.block_crawlers,
+        )
+    )
+    return ContainerLabels(web=labels["web"], api=labels["api"])

@@ -25,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyAddress,
     ValidationError,
     field_validator,
     model_validator,
@@ -288,6 +289,28 @@ class RemoteWorker(Settings):
     queues: list[str] = Field(default_factory=lambda: ["gpu"], examples=[["gpu"]])
     concurrency: int = Field(default=1, ge=1, le=512)
     gpus: str | None = Field(default=None, examples=["all"])
+    # The local service it runs remotely: image, command and environment come from it.
+    service: str = Field(default="worker", examples=["worker"])
+    resources: Resources | None = None
+    # Extra or overriding variables; one that points at the other environment is an isolation error.
+    environment: dict[str, str] = Field(default_factory=dict, examples=[{"LOG_LEVEL": "info"}])
+
+    @field_validator("environment")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        return ServiceSettings._env_names(value)
+
+
+class RemoteAccessSettings(Settings):
+    """Where remote workers reach production's Redis and PostgreSQL (000: WireGuard, 10.8.0.1).
+
+    Both are published on this address only (never 0.0.0.0); it should be a VPN address that only
+    the worker hosts can reach.
+    """
+
+    address: IPvAnyAddress = Field(examples=["10.8.0.1"])
+    redis_port: Port = Field(default=6379, examples=[6379])
+    database_port: Port = Field(default=5432, examples=[5432])
 
 
 class EdgeSettings(Settings):
@@ -359,6 +382,68 @@ class Images(Settings):
     mosquitto: Image = "eclipse-mosquitto:2.0.20"
 
 
+# What the program can hand to the application (``application.variables`` maps an environment
+# variable to one of these).  ``secret.*`` and ``database.url`` reach containers only as secrets.
+APPLICATION_SOURCES = {
+    "environment": "production or development",
+    "domain.root": "domain.root",
+    "domain.web": "the web domain (domain.web, default domain.root)",
+    "domain.base_url": "https://<web domain>",
+    "domain.vault": "domain.vault (not passed when unset)",
+    "database.name": "database.name",
+    "database.table_prefix": "database.table_prefix",
+    "database.url": "postgresql://user:password@host:port/name (secret)",
+    "redis.url": "redis://host:6379/<db_index> (broker, results and cache)",
+    "vault.host_path": "vault.host_path",
+    "vault.container_path": "vault.container_path (where the vault is mounted)",
+    "mqtt.host": "the broker's host name inside the environment",
+    "mqtt.port": "the broker's port inside the environment",
+    "mqtt.tls_enabled": "true (dedicated broker, mTLS) or false (shared broker, password on its data network)",
+    "mqtt.public_port": "mqtt.public_port",
+    "mqtt.topic_prefix": "mqtt.topic_prefix",
+    "mqtt.username": "mqtt.username",
+    "email.from_address": "email.from_address",
+    "oauth.github_client_id": "oauth.github_client_id (not passed when unset)",
+    "oauth.redirect_uri": "the OAuth callback derived from the web domain",
+    "admin.username": "application.admin.username",
+    "admin.email": "application.admin.email",
+    **{f"secret.{key}": f"{meaning} (secret; not passed when unset)" for key, meaning in SECRET_KEYS.items()},
+}
+
+
+class AdminSettings(Settings):
+    """The application's admin user (000 "Admin Credentials"); its password is the secret ``admin_password``."""
+
+    username: str = Field(default="admin", pattern=r"^[A-Za-z0-9_.@-]{1,64}$", examples=["admin"])
+    email: str = Field(pattern=_EMAIL.pattern, examples=["admin@clippyfront.com"])
+
+
+class ApplicationSettings(Settings):
+    """What the application reads: each environment variable and the program setting it carries."""
+
+    # VARIABLE: source (a key of APPLICATION_SOURCES); null removes a variable the defaults pass.
+    variables: dict[str, str | None] = Field(examples=[{"TABLE_PREFIX": "database.table_prefix"}])
+    admin: AdminSettings | None = None
+
+    @field_validator("variables")
+    @classmethod
+    def _known_sources(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        for name, source in value.items():
+            if not re.match(r"^[A-Z_][A-Z0-9_]*$", name):
+                raise ValueError(f"{name!r} is not an environment variable name; e.g. TABLE_PREFIX")
+            if source is not None and source not in APPLICATION_SOURCES:
+                raise ValueError(
+                    f"{name}: {source!r} is not a setting the program can pass; "
+                    f"one of: {', '.join(sorted(APPLICATION_SOURCES))}"
+                )
+        return value
+
+    @property
+    def passed(self) -> dict[str, str]:
+        """The variables the application gets (null ones removed)."""
+        return {name: source for name, source in self.variables.items() if source is not None}
+
+
 class EnvironmentConfig(Settings):
     """Everything that makes one environment of the application; one stack, one of these."""
 
@@ -369,15 +454,19 @@ class EnvironmentConfig(Settings):
     domain: DomainSettings
     database: DatabaseSettings
     redis: RedisSettings
-    mqtt: MqttSettings
+    # null: the application uses no MQTT broker (ClippyFront), none is declared.
+    mqtt: MqttSettings | None
     vault: VaultSettings
     oauth: OAuthSettings = OAuthSettings()
-    email: EmailSettings
+    # null: the application sends no email.
+    email: EmailSettings | None
+    application: ApplicationSettings
     images: Images = Images()
     services: dict[str, ServiceSettings]
     # Resource limits of the infrastructure containers (db, redis, mqtt).
     resources: dict[Literal["db", "redis", "mqtt"], Resources]
     remote_workers: list[RemoteWorker] = Field(default_factory=list)
+    remote_access: RemoteAccessSettings | None = None
     edge: EdgeSettings
     host: HostSettings = HostSettings()
     isolation: IsolationSettings = IsolationSettings()
@@ -404,16 +493,47 @@ class EnvironmentConfig(Settings):
                 "remote_workers are declared by a development stack; remote workers join production only "
                 "(000 'Remote GPU/CPU Workers'): remove them from this stack"
             )
+        if self.remote_workers and self.remote_access is None:
+            raise ValueError(
+                "remote_workers need remote_access.address: the address where they reach Redis and "
+                "PostgreSQL, e.g. the host's WireGuard address '10.8.0.1'"
+            )
+        if self.remote_access is not None and self.environment != "production":
+            raise ValueError("remote_access is set on a development stack; only production serves remote workers")
+        for worker in self.remote_workers:
+            if worker.service not in self.services:
+                raise ValueError(
+                    f"remote worker {worker.name!r} runs service {worker.service!r}, which this stack does "
+                    f"not have; one of: {', '.join(self.services)}"
+                )
+        names = [worker.name for worker in self.remote_workers]
+        for duplicate in sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"remote worker name {duplicate!r} is used twice; each needs its own name")
         if self.sampling.enabled and self.environment == "production":
             raise ValueError(
                 "sampling.enabled is true on a production stack; only development is sampled into"
             )
+        sections = {"mqtt": self.mqtt, "email": self.email, "admin": self.application.admin}
+        for variable, source in self.application.passed.items():
+            section = source.split(".")[0]
+            if section in sections and sections[section] is None:
+                key = "application.admin" if section == "admin" else section
+                raise ValueError(
+                    f"application.variables.{variable} passes {source!r} but {key} is not configured; "
+                    f"configure {key} or set the variable to null"
+                )
         if self.database.table_prefix and self.database.mode != "shared":
             raise ValueError("database.table_prefix is set but database.mode is not 'shared'")
         routed = [name for name, service in self.services.items() if service.route is not None]
         for name in routed:
             if self.services[name].port is None:
                 raise ValueError(f"services.{name} has a route but no port")
+        for route in sorted({self.services[name].route or "" for name in routed}):
+            sharing = [name for name in routed if self.services[name].route == route]
+            if len(sharing) > 1:
+                raise ValueError(
+                    f"services {', '.join(sharing)} all have route {route!r}; Caddy routes a path to one service"
+                )
         return self
 
     # Derived names: every container, volume and network carries project and environment.
@@ -434,26 +554,35 @@ class EnvironmentConfig(Settings):
     def shared_container_name(self, service: str) -> str:
         return f"{self.project}-shared-{service}"
 
+    def shared_network_name(self, environment_name: str | None = None) -> str:
+        """Where the shared servers meet ONE environment's containers: a network per environment,
+        so that no development container shares a network with a production container."""
+        return f"{self.project}-{environment_name or self.name}-data"
+
     @property
-    def shared_network_name(self) -> str:
-        return f"{self.project}-shared-data"
+    def served_environments(self) -> list[str]:
+        """Environments whose edge and (shared mode) data networks the owning stack declares."""
+        return list(self.edge.serves)
 
     @property
     def mqtt_public_host(self) -> str:
-        return self.mqtt.public_host or self.domain.root
+        return (self.mqtt and self.mqtt.public_host) or self.domain.root
 
     @property
     def github_redirect_uri(self) -> str:
         return f"{self.domain.base_url}/api/auth/github/callback"
 
 
-def environment_defaults(environment: str, name: str | None = None) -> dict[str, Any]:
-    """Defaults in code for one environment; a stack file overrides only what differs."""
+def environment_defaults(environment: str, name: str | None = None, profile: str = "makapix") -> dict[str, Any]:
+    """Defaults in code for one environment; a stack file overrides only what differs.
+
+    ``profile`` is the application (``PROFILES``): the Pulumi project's name selects it.
+    """
     production = environment == "production"
     name = name or ("prod" if production else "dev")
     limits = _PRODUCTION_LIMITS if production else _DEVELOPMENT_LIMITS
     app_image = "ghcr.io/makapix/{}:1.0.0"
-    return {
+    defaults = {
         "project": "makapix",
         "name": name,
         "database": {
@@ -503,7 +632,110 @@ def environment_defaults(environment: str, name: str | None = None) -> dict[str,
         "edge": {"caddy": "own" if production else "attach", "block_crawlers": not production},
         "isolation": {"peer_stack": None if production else "prod"},
         "sampling": {"enabled": not production},
+        "application": {"variables": dict(_MAKAPIX_VARIABLES)},
     }
+    if profile == "clippyfront":
+        # Top-level replace, not merge: ClippyFront has other services and no MQTT or email.
+        defaults.update(_clippyfront_defaults(production, limits))
+    return defaults
+
+
+# 004 §9: the variables Makapix's api, web and workers read.
+_MAKAPIX_VARIABLES = {
+    "ENVIRONMENT": "environment",
+    "ROOT_DOMAIN": "domain.root",
+    "WEB_DOMAIN": "domain.web",
+    "BASE_URL": "domain.base_url",
+    "NEXT_PUBLIC_API_BASE_URL": "domain.base_url",
+    "VAULT_DOMAIN": "domain.vault",
+    "DB_DATABASE": "database.name",
+    "TABLE_PREFIX": "database.table_prefix",
+    "DATABASE_URL": "database.url",
+    "REDIS_URL": "redis.url",
+    "CELERY_BROKER_URL": "redis.url",
+    "CELERY_RESULT_BACKEND": "redis.url",
+    "VAULT_HOST_PATH": "vault.host_path",
+    "VAULT_PATH": "vault.container_path",
+    "MQTT_HOST": "mqtt.host",
+    "MQTT_PORT": "mqtt.port",
+    "MQTT_TLS_ENABLED": "mqtt.tls_enabled",
+    "MQTT_PUBLIC_PORT": "mqtt.public_port",
+    "MQTT_TOPIC_PREFIX": "mqtt.topic_prefix",
+    "MQTT_USERNAME": "mqtt.username",
+    "RESEND_FROM_EMAIL": "email.from_address",
+    "RESEND_API_KEY": "secret.resend_api_key",
+    "GITHUB_OAUTH_CLIENT_ID": "oauth.github_client_id",
+    "GITHUB_OAUTH_CLIENT_SECRET": "secret.github_oauth_client_secret",
+    "GITHUB_REDIRECT_URI": "oauth.redirect_uri",
+    "JWT_SECRET_KEY": "secret.jwt_secret",
+}
+
+# 000: the variables ClippyFront's gunicorn app and Celery workers read (.env), plus its admin user.
+_CLIPPYFRONT_VARIABLES = {
+    "TABLE_PREFIX": "database.table_prefix",
+    "DATABASE_URL": "database.url",
+    "REDIS_URL": "redis.url",
+    "CELERY_BROKER_URL": "redis.url",
+    "CELERY_RESULT_BACKEND": "redis.url",
+    "CLIPPY_INSTANCE_PATH": "vault.container_path",
+    "ADMIN_USERNAME": "admin.username",
+    "ADMIN_EMAIL": "admin.email",
+    "ADMIN_PASSWORD": "secret.admin_password",
+}
+
+
+def _clippyfront_defaults(production: bool, limits: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """000: one database ``clippy_front`` with table prefixes, one Redis with a DB per environment."""
+    image = "ghcr.io/clippyfront/clippyfront:1.0.0"
+    return {
+        "project": "clippyfront",
+        "database": {
+            "mode": "shared",
+            "name": "clippy_front",
+            "table_prefix": "opt_" if production else "dev_",
+            "user": "clippyfront",
+            # The shared server is production's; development publishes nothing.
+            "host_port": 55432 if production else None,
+            "tuning": {},
+        },
+        "redis": {"mode": "shared", "db_index": 1 if production else 0},
+        "mqtt": None,
+        "email": None,
+        # The instance directory (uploads, renders, logs): CLIPPY_INSTANCE_PATH.
+        "vault": {"container_path": "/app/instance"},
+        "services": {
+            "web": {
+                "image": image,
+                "command": ["gunicorn", "--bind", "0.0.0.0:8000", "main:app"],
+                "port": 8000,
+                "route": "/",
+                # The image is Python: no wget/curl assumed.
+                "healthcheck": [
+                    "CMD",
+                    "python3",
+                    "-c",
+                    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=4)",
+                ],
+                "resources": limits["api"],
+            },
+            "worker": {
+                "image": image,
+                "command": ["celery", "-A", "app.tasks.celery_app", "worker", "--loglevel=info"],
+                "queues": ["celery", "cpu", "gpu"],
+                "concurrency": 2 if production else 1,
+                "resources": limits["worker"],
+            },
+        },
+        "application": {
+            "variables": dict(_CLIPPYFRONT_VARIABLES),
+            "admin": {"username": "admin", "email": "admin@clippyfront.com"},
+        },
+        "sampling": {"enabled": not production, "config_file": "examples/clippyfront/sampling.yaml"},
+    }
+
+
+# Applications with defaults in code; the Pulumi project's name selects one (any other: makapix).
+PROFILES = ("makapix", "clippyfront")
 
 
 # 004 §11: development limits; production gets room to breathe on a shared host.
@@ -560,7 +792,8 @@ def parse_environment(
             "set it to 'production' or 'development'"
         )
     name = values.get("name") if isinstance(values.get("name"), str) else None
-    merged = merge_settings(environment_defaults(environment, name), values)
+    profile = namespace if namespace in PROFILES else "makapix"
+    merged = merge_settings(environment_defaults(environment, name, profile), values)
     try:
         return EnvironmentConfig.model_validate(merged)
     except ValidationError as error:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
@@ -42,13 +42,15 @@ class DatabaseArgs:
     settings: EnvironmentConfig
     password: pulumi.Output[str]
     internal_network: pulumi.Input[str]
+    # Shared mode, production: every environment's data network (NetworksArgs declares them).
+    shared_networks: list[pulumi.Input[str]] = field(default_factory=list)
 
 
 class Database(pulumi.ComponentResource):
     """A PostgreSQL container, published on the host's loopback only.
 
     Dedicated mode: the environment's own server on its internal network (004 §3).
-    Shared mode: one server on the ``<project>-shared-data`` network, declared by the production
+    Shared mode: one server on the data network of each environment (``<project>-<env>-data``), declared by the production
     stack; the development stack declares no server and its containers join that network (000,
     004 §3 alternative). Each environment keeps its own database name or table prefix there.
     """
@@ -96,6 +98,12 @@ class Database(pulumi.ComponentResource):
         ports = []
         if database.host_port is not None:
             ports.append(docker.ContainerPortArgs(internal=5432, external=database.host_port, ip="127.0.0.1"))
+        if settings.remote_access is not None:
+            # Remote workers (production only): on the VPN address, never on every interface.
+            remote = settings.remote_access
+            ports.append(
+                docker.ContainerPortArgs(internal=5432, external=remote.database_port, ip=str(remote.address))
+            )
         self.container = docker.Container(
             f"{name}-container",
             name=self.host,
@@ -111,9 +119,8 @@ class Database(pulumi.ComponentResource):
             ),
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIRECTORY)],
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(
-                    name=settings.shared_network_name if shared else args.internal_network, aliases=["db"]
-                )
+                docker.ContainerNetworksAdvancedArgs(name=network, aliases=["db"])
+                for network in (args.shared_networks if shared else [args.internal_network])
             ],
             ports=ports,
             healthcheck=healthcheck(check, start_period="30s"),

@@ -15,23 +15,24 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.caddy_labels import CADDY_GLOBAL_LABELS, ContainerLabels, RouteSettings, route_labels
+from components.caddy_labels import CADDY_GLOBAL_LABELS, ServiceRoute, SiteSettings, site_labels
 from components.config import EnvironmentConfig
 from components.container import LOG_OPTIONS, container_options, labels, replace_when_changed
 
 
-def caddy_labels(settings: EnvironmentConfig) -> ContainerLabels:
-    """The labels this environment's web and api carry for the shared Caddy."""
-    api, web = settings.services["api"], settings.services["web"]
-    assert api.port is not None and web.port is not None and api.route is not None  # validated in config
-    return route_labels(
-        RouteSettings(
+def caddy_labels(settings: EnvironmentConfig) -> dict[str, dict[str, str]]:
+    """The labels each routed service (one with a ``route``) carries for the shared Caddy, by service."""
+    routes = []
+    for service, config in settings.services.items():
+        if config.route is not None:
+            assert config.port is not None  # validated in config: a route needs a port
+            routes.append(ServiceRoute(service, config.route, config.port))
+    return site_labels(
+        SiteSettings(
             domain=settings.domain.web_domain,
             ingress_network=settings.network_name("edge"),
-            api_prefix=api.route,
-            strip_api_prefix=settings.edge.strip_api_prefix,
-            api_port=api.port,
-            web_port=web.port,
+            routes=tuple(routes),
+            strip_prefixes=settings.edge.strip_api_prefix,
             block_crawlers=settings.edge.block_crawlers,
         )
     )

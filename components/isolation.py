@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from components.config import EnvironmentConfig
 
@@ -39,7 +40,7 @@ def infrastructure_services(settings: EnvironmentConfig) -> list[str]:
     services = ["redis"] if settings.redis.mode == "dedicated" else []
     if settings.database.mode == "dedicated":
         services.append("db")
-    if settings.mqtt.mode == "dedicated":
+    if settings.mqtt is not None and settings.mqtt.mode == "dedicated":
         services.append("mqtt")
     return services
 
@@ -47,13 +48,51 @@ def infrastructure_services(settings: EnvironmentConfig) -> list[str]:
 def host_ports(settings: EnvironmentConfig) -> list[int]:
     """Ports this environment publishes on the Docker host."""
     # In shared mode only production runs (and publishes) the broker.
-    publishes_mqtt = settings.mqtt.mode == "dedicated" or settings.environment == "production"
-    ports = [settings.mqtt.public_port] if publishes_mqtt else []
+    mqtt = settings.mqtt
+    publishes_mqtt = mqtt is not None and (mqtt.mode == "dedicated" or settings.environment == "production")
+    ports = [mqtt.public_port] if mqtt is not None and publishes_mqtt else []
     if settings.database.host_port is not None:
         ports.append(settings.database.host_port)
     if settings.edge.caddy == "own":
         ports += [settings.edge.http_port, settings.edge.https_port]
+    if settings.remote_access is not None:
+        ports += [settings.remote_access.redis_port, settings.remote_access.database_port]
     return sorted(set(ports))
+
+
+def _redis_db_index(url: str) -> int | None:
+    """The DB index of a redis:// URL (Redis' default 0 without one); None for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        return None
+    path = parts.path.strip("/")
+    return int(path) if path.isdigit() else 0
+
+
+def bindings(settings: EnvironmentConfig) -> list[dict[str, Any]]:
+    """Which table prefixes and Redis DB indexes each app container and remote worker really gets.
+
+    Normally the environment's own; a variable override (``services.<name>.environment``,
+    ``remote_workers[].environment``, e.g. 000's hand-written ``TABLE_PREFIX=opt_``) can point one
+    at the other environment's data, which ``find_collisions`` then reports.
+    """
+    passed = settings.application.passed
+    prefix_variables = [name for name, source in passed.items() if source == "database.table_prefix"]
+    redis_variables = [name for name, source in passed.items() if source == "redis.url"]
+
+    def binding(container: str, overrides: dict[str, str]) -> dict[str, Any]:
+        prefixes = {overrides.get(name, settings.database.table_prefix) for name in prefix_variables}
+        indexes = {settings.redis.db_index for name in redis_variables if name not in overrides}
+        indexes |= {index for value in overrides.values() if (index := _redis_db_index(value)) is not None}
+        return {"container": container, "table_prefixes": sorted(prefixes), "redis_db_indexes": sorted(indexes)}
+
+    found = [
+        binding(settings.container_name(name), service.environment) for name, service in settings.services.items()
+    ]
+    for worker in settings.remote_workers:
+        overrides = {**settings.services[worker.service].environment, **worker.environment}
+        found.append(binding(f"{worker.docker_host} {worker.name}", overrides))
+    return found
 
 
 def fingerprint(settings: EnvironmentConfig, secret_hashes: dict[str, str] | None = None) -> Fingerprint:
@@ -80,7 +119,9 @@ def fingerprint(settings: EnvironmentConfig, secret_hashes: dict[str, str] | Non
             "mode": settings.mqtt.mode,
             "topic_prefix": settings.mqtt.topic_prefix,
             "username": settings.mqtt.username,
-        },
+        }
+        if settings.mqtt is not None
+        else None,
         "vault_path": settings.vault.host_path,
         "domains": sorted(
             {settings.domain.root, settings.domain.web_domain, *filter(None, [settings.domain.vault])}
@@ -88,6 +129,7 @@ def fingerprint(settings: EnvironmentConfig, secret_hashes: dict[str, str] | Non
         "oauth": {"client_id": settings.oauth.github_client_id, "redirect_uri": settings.github_redirect_uri},
         "host_ports": host_ports(settings),
         "remote_workers": sorted(worker.docker_host for worker in settings.remote_workers),
+        "bindings": bindings(settings),
         "secret_hashes": dict(sorted((secret_hashes or {}).items())),
     }
 
@@ -122,12 +164,25 @@ def find_collisions(mine: Fingerprint, theirs: Fingerprint) -> list[Collision]:
                 f"{prefix!r}: give each environment its own database or prefix",
             )
         )
+    same_database = shared_database and mine["database"]["name"] == theirs["database"]["name"]
+    prefixes = sorted([mine["database"]["table_prefix"], theirs["database"]["table_prefix"]], key=len)
+    if same_database and prefixes[0] != prefixes[1] and prefixes[1].startswith(prefixes[0]):
+        # "" and "dev_", or "dev_" and "dev_v2_": every pattern for the shorter one (\dt dev_*,
+        # pg_dump -t, the sampler's prefix mapping) takes the other environment's tables too.
+        found.append(
+            Collision(
+                "table prefix",
+                f"{prefixes[1]!r} starts with {prefixes[0]!r} in the shared database "
+                f"{mine['database']['name']!r}: give each environment a prefix the other does not start with",
+            )
+        )
     shared_redis = mine["redis"]["mode"] == "shared" and theirs["redis"]["mode"] == "shared"
     if shared_redis and mine["redis"]["db_index"] == theirs["redis"]["db_index"]:
         found.append(
             Collision("redis", f"shared Redis, same DB index {mine['redis']['db_index']}: queues would mix")
         )
-    if mine["mqtt"]["mode"] == "shared" and theirs["mqtt"]["mode"] == "shared":
+    # A stack output drops null values: a fingerprint read from the peer may lack "mqtt" or a client id.
+    if mine.get("mqtt") and theirs.get("mqtt") and mine["mqtt"]["mode"] == theirs["mqtt"]["mode"] == "shared":
         if mine["mqtt"]["topic_prefix"] == theirs["mqtt"]["topic_prefix"]:
             found.append(
                 Collision("mqtt topic prefix", f"shared broker, same prefix {mine['mqtt']['topic_prefix']!r}")
@@ -142,7 +197,7 @@ def find_collisions(mine: Fingerprint, theirs: Fingerprint) -> list[Collision]:
         )
     for domain in sorted(set(mine["domains"]) & set(theirs["domains"])):
         found.append(Collision("domain", f"both environments answer for {domain!r}"))
-    if mine["oauth"]["client_id"] and mine["oauth"]["client_id"] == theirs["oauth"]["client_id"]:
+    if mine["oauth"].get("client_id") and mine["oauth"].get("client_id") == theirs["oauth"].get("client_id"):
         found.append(
             Collision("oauth client id", f"both environments use OAuth app {mine['oauth']['client_id']!r}")
         )
@@ -155,6 +210,33 @@ def find_collisions(mine: Fingerprint, theirs: Fingerprint) -> list[Collision]:
         found.append(Collision("host port", f"both environments publish host port {port}"))
     for host in sorted(set(mine["remote_workers"]) & set(theirs["remote_workers"])):
         found.append(Collision("remote worker", f"both environments send workers to {host}"))
+    for one, other in ((mine, theirs), (theirs, mine)):
+        # Fingerprints exported before bindings existed have none.
+        for bound in one.get("bindings", []):
+            if shared_redis and other["redis"]["db_index"] in bound["redis_db_indexes"]:
+                found.append(
+                    Collision(
+                        "bound to the other environment",
+                        f"{one['name']}'s {bound['container']} uses Redis DB {other['redis']['db_index']}, "
+                        f"which is {other['name']}'s",
+                    )
+                )
+            if same_database and other["database"]["table_prefix"] in bound["table_prefixes"]:
+                found.append(
+                    Collision(
+                        "bound to the other environment",
+                        f"{one['name']}'s {bound['container']} uses table prefix "
+                        f"{other['database']['table_prefix']!r}, which is {other['name']}'s",
+                    )
+                )
+        if one["environment"] == "development" and one["remote_workers"]:
+            found.append(
+                Collision(
+                    "remote worker",
+                    f"development ({one['name']}) declares remote workers on {', '.join(one['remote_workers'])}: "
+                    "remote workers join production only",
+                )
+            )
     if mine["environment"] == theirs["environment"]:
         found.append(Collision("environment", f"both stacks are {mine['environment']}"))
     return sorted(found)

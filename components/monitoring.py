@@ -44,7 +44,11 @@ def monitoring_output(settings: EnvironmentConfig) -> dict[str, Any]:
         database_container = settings.shared_container_name("db")
         if settings.environment == "production":
             containers.append(_limits(database_container, "db", settings.resources["db"]))
-    if settings.mqtt.mode == "shared" and settings.environment == "production":
+    if settings.redis.mode == "shared" and settings.environment == "production":
+        containers.append(
+            _limits(settings.shared_container_name("redis"), "redis", settings.resources["redis"])
+        )
+    if settings.mqtt is not None and settings.mqtt.mode == "shared" and settings.environment == "production":
         containers.append(_limits(settings.shared_container_name("mqtt"), "mqtt", settings.resources["mqtt"]))
     production = settings.environment == "production"
     thresholds = settings.monitoring
@@ -69,6 +73,11 @@ def monitoring_output(settings: EnvironmentConfig) -> dict[str, Any]:
             latency_p99_threshold_seconds=thresholds.api_latency_p99_seconds if production else None,
         ),
         container_limit_alert_ratio=thresholds.container_limit_ratio,
-        endpoints={"web": settings.domain.base_url, "api": f"{settings.domain.base_url}/api"},
+        # Each routed service's public URL (Makapix: web at /, api at /api).
+        endpoints={
+            service: settings.domain.base_url + ("" if config.route == "/" else config.route)
+            for service, config in settings.services.items()
+            if config.route is not None
+        },
     )
     return output.model_dump(mode="json")

@@ -37,7 +37,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 import pulumi_tls as tls
 
-from components.config import EnvironmentConfig
+from components.config import EnvironmentConfig, MqttSettings
 from components.container import LOG_OPTIONS, container_options, healthcheck, limit_args, replace_when_changed
 from components.mosquitto_files import (
     BrokerFiles,
@@ -63,17 +63,24 @@ SERVER_USES = ["server_auth", "digital_signature", "key_encipherment"]
 CLIENT_USES = ["client_auth", "digital_signature"]
 
 
-def client_environment(settings: EnvironmentConfig) -> dict[str, str]:
-    """The plain MQTT settings of every app container (004 §7, §9): where the broker is, which prefix."""
-    mqtt = settings.mqtt
+def broker_settings(settings: EnvironmentConfig) -> MqttSettings:
+    """The MQTT settings of an environment that has a broker (``mqtt: null`` declares none)."""
+    if settings.mqtt is None:
+        raise ValueError("mqtt is null in this stack: the application has no MQTT broker")
+    return settings.mqtt
+
+
+def client_sources(settings: EnvironmentConfig) -> dict[str, str]:
+    """The plain MQTT settings an app container can get (004 §7, §9), by ``application.variables`` source."""
+    mqtt = broker_settings(settings)
     shared = mqtt.mode == "shared"
     return {
-        "MQTT_HOST": settings.shared_container_name("mqtt") if shared else "mqtt",
-        "MQTT_PORT": str(PLAIN_PORT if shared else TLS_PORT),
-        "MQTT_TLS_ENABLED": "false" if shared else "true",
-        "MQTT_PUBLIC_PORT": str(mqtt.public_port),
-        "MQTT_TOPIC_PREFIX": mqtt.topic_prefix,
-        "MQTT_USERNAME": mqtt.username,
+        "mqtt.host": settings.shared_container_name("mqtt") if shared else "mqtt",
+        "mqtt.port": str(PLAIN_PORT if shared else TLS_PORT),
+        "mqtt.tls_enabled": "false" if shared else "true",
+        "mqtt.public_port": str(mqtt.public_port),
+        "mqtt.topic_prefix": mqtt.topic_prefix,
+        "mqtt.username": mqtt.username,
     }
 
 
@@ -130,7 +137,7 @@ class MqttBroker(pulumi.ComponentResource):
         super().__init__("makapix:environment:MqttBroker", name, None, opts)
         self._name = name
         self._settings = settings = args.settings
-        mqtt = settings.mqtt
+        mqtt = broker_settings(settings)
         shared = mqtt.mode == "shared"
         self.container = None
         self.volume = None
@@ -199,7 +206,10 @@ class MqttBroker(pulumi.ComponentResource):
         trigger = pulumi.Output.unsecret(
             digest.apply(lambda files_hash: replace_when_changed(healthcheck=check, files=files_hash))
         )
-        network = args.networks.shared_data.name if shared and args.networks.shared_data else None
+        # Shared: the broker meets each environment on that environment's data network.
+        networks: list[pulumi.Input[str]] = (
+            list(args.networks.shared_data_networks) if shared else [args.networks.internal_name]
+        )
         self.container = docker.Container(
             f"{name}-container",
             name=host,
@@ -208,9 +218,8 @@ class MqttBroker(pulumi.ComponentResource):
             uploads=broker_uploads(files, pems, with_passwords=shared),
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=PATHS.data_dir)],
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(
-                    name=network or args.networks.internal_name, aliases=[] if shared else ["mqtt"]
-                )
+                docker.ContainerNetworksAdvancedArgs(name=network, aliases=[] if shared else ["mqtt"])
+                for network in networks
             ],
             # Devices connect from outside: published on every interface (004 §7: 8883 prod, 8884 dev).
             ports=[docker.ContainerPortArgs(internal=TLS_PORT, external=mqtt.public_port)],
@@ -244,7 +253,7 @@ class MqttBroker(pulumi.ComponentResource):
         ca: tls.SelfSignedCert,
     ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         """A key and a certificate signed by the environment's CA: (secret key PEM, certificate PEM)."""
-        mqtt = self._settings.mqtt
+        mqtt = broker_settings(self._settings)
         key = self._private_key(f"{self._name}-{role}-key")
         request = tls.CertRequest(
             f"{self._name}-{role}-request",
@@ -278,7 +287,7 @@ class MqttBroker(pulumi.ComponentResource):
     def _shared_files(self) -> pulumi.Output[BrokerFiles]:
         """Production's shared broker: its own account and one per guest environment."""
         settings = self._settings
-        mqtt = settings.mqtt
+        mqtt = broker_settings(settings)
         own = self._password(settings.name)
         self._client_secrets = {"MQTT_PASSWORD": own}
         self.guest_passwords = {guest: self._password(guest) for guest in sorted(mqtt.guests)}
@@ -305,7 +314,7 @@ class MqttBroker(pulumi.ComponentResource):
     def _join_shared_broker(self) -> None:
         """Development in shared mode: its password from the stack that runs the broker, no container."""
         settings = self._settings
-        mqtt = settings.mqtt
+        mqtt = broker_settings(settings)
         broker = pulumi.StackReference(
             f"{self._name}-broker", stack_name=mqtt.broker_stack, opts=self._child()
         )

@@ -34,23 +34,30 @@ class EnvironmentNetworks(pulumi.ComponentResource):
             name=settings.network_name("internal"),
             internal=True,
             driver="bridge",
-            labels=[docker.NetworkLabelArgs(label="makapix.environment", value=settings.environment)],
+            labels=[docker.NetworkLabelArgs(label=f"{settings.project}.environment", value=settings.environment)],
             # A fixed name cannot exist twice: delete the old network before creating its replacement.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.internal_name = self.internal.name
         self.edge_name = settings.network_name("edge")
-        # Shared servers (database, Redis or MQTT in shared mode) live on a network production declares.
-        self.shared_data_name: str | None = None
-        self.shared_data: docker.Network | None = None
-        if "shared" in (settings.database.mode, settings.redis.mode, settings.mqtt.mode):
-            self.shared_data_name = settings.shared_network_name
+        # Shared servers (database, Redis or MQTT in shared mode) meet each environment on a data network of
+        # its own; production declares them all (as it does the edge networks), development joins its one.
+        self.shared_data_name: pulumi.Input[str] | None = None
+        self.shared_data_networks: list[pulumi.Output[str]] = []
+        if "shared" in (settings.database.mode, settings.redis.mode, settings.mqtt.mode if settings.mqtt else None):
+            self.shared_data_name = settings.shared_network_name()
             if settings.environment == "production":
-                self.shared_data = docker.Network(
-                    f"{name}-shared-data",
-                    name=self.shared_data_name,
-                    internal=True,
-                    driver="bridge",
-                    opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-                )
+                for served in settings.served_environments:
+                    network = docker.Network(
+                        f"{name}-data-{served}",
+                        name=settings.shared_network_name(served),
+                        internal=True,
+                        driver="bridge",
+                        opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+                    )
+                    self.shared_data_networks.append(network.name)
+                    if served == settings.name:
+                        self.shared_data_name = network.name
+        # What an app container joins besides its internal and edge network: its data network, if any.
+        self.shared_data = [self.shared_data_name] if self.shared_data_name is not None else []
         self.register_outputs({"internal": self.internal_name, "edge": self.edge_name})

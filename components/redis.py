@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
@@ -15,13 +15,15 @@ from components.container import LOG_OPTIONS, container_options, healthcheck, li
 class RedisArgs:
     settings: EnvironmentConfig
     internal_network: pulumi.Input[str]
+    # Shared mode, production: every environment's data network (NetworksArgs declares them).
+    shared_networks: list[pulumi.Input[str]] = field(default_factory=list)
 
 
 class Redis(pulumi.ComponentResource):
     """A Redis container with append-only persistence on a protected volume.
 
     Dedicated mode: on the environment's internal network. Shared mode (000): one server on the
-    ``<project>-shared-data`` network declared by production; each environment its own DB index.
+    data network of each environment (``<project>-<env>-data``) declared by production; each environment its own DB index.
     """
 
     container: docker.Container | None
@@ -45,6 +47,13 @@ class Redis(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
         check = ["CMD", "redis-cli", "ping"]
+        remote = settings.remote_access
+        # Remote workers (production only) reach Redis on the VPN address, never on every interface.
+        ports = (
+            [docker.ContainerPortArgs(internal=6379, external=remote.redis_port, ip=str(remote.address))]
+            if remote is not None
+            else None
+        )
         self.container = docker.Container(
             f"{name}-container",
             name=settings.shared_container_name("redis") if shared else settings.container_name("redis"),
@@ -52,10 +61,10 @@ class Redis(pulumi.ComponentResource):
             command=["redis-server", "--appendonly", "yes"],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path="/data")],
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(
-                    name=settings.shared_network_name if shared else args.internal_network, aliases=["redis"]
-                )
+                docker.ContainerNetworksAdvancedArgs(name=network, aliases=["redis"])
+                for network in (args.shared_networks if shared else [args.internal_network])
             ],
+            ports=ports,
             healthcheck=healthcheck(check),
             restart="unless-stopped",
             log_driver="json-file",

@@ -1,6 +1,7 @@
 """The desired state of a stack, rendered without a Pulumi CLI, cloud or Docker engine.
 
-``python -m tools.desired_state STACK [--project-dir DIR]`` runs the Pulumi program of DIR under
+``python -m tools.desired_state STACK [--project-dir DIR]`` runs the Pulumi program of DIR (or the
+one its ``Pulumi.yaml`` names with ``main``, from that directory, as the CLI does) under
 Pulumi's own mocks (``pulumi.runtime.set_mocks``) with the config of ``Pulumi.STACK.yaml`` and
 prints, as JSON, a sorted list with one entry per resource::
 
@@ -161,6 +162,9 @@ class _RecordingMonitor(mocks.MockMonitor):
         if request.HasField("replacement_trigger"):
             trigger = json_format.MessageToDict(request.replacement_trigger)
             options["replacement_trigger"] = _redact(_unwrap_rpc(rpc.deserialize_property(trigger)))
+        if request.provider:
+            # "<provider urn>::<id>": which Docker engine the resource goes to (remote workers).
+            options["provider"] = _name_of(request.provider.rsplit("::", 1)[0])
         depends_on = sorted(filter(None, (_name_of(urn) for urn in request.dependencies)))
         if depends_on:
             options["depends_on"] = depends_on
@@ -274,7 +278,10 @@ def render(
     ``resource_state`` adds what a provider would compute (e.g. real certificates).
     """
     project_dir = Path(project_dir).resolve()
-    project = str((yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}).get("name"))
+    project_file = yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}
+    project = str(project_file.get("name"))
+    # Pulumi.yaml `main`: the program lives elsewhere (examples/clippyfront runs the repository's program).
+    program_dir = (project_dir / str(project_file.get("main") or ".")).resolve()
     config, secret_keys = _stack_config(project_dir, project, stack)
     for key, value in (extra_config or {}).items():
         config[f"{project}:{key}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
@@ -290,8 +297,8 @@ def render(
         runtime_settings.SETTINGS.outputs.clear()
         # set_mocks made a root stack for unit tests; run the program in a stack of its own, as the CLI does.
         runtime_settings.ROOT.set(None)
-        with _inside(project_dir):
-            _sync_await(run_in_stack(lambda: _run_program(project_dir)))
+        with _inside(program_dir):
+            _sync_await(run_in_stack(lambda: _run_program(program_dir)))
 
     try:
         # A fresh context: Pulumi keeps its runtime state (root stack, config) in context variables.

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from components.caddy_labels import ROBOTS_TAG, ROBOTS_TXT, RouteSettings, route_labels
+from components.caddy_labels import (
+    ROBOTS_TAG,
+    ROBOTS_TXT,
+    RouteSettings,
+    ServiceRoute,
+    SiteSettings,
+    route_labels,
+    site_labels,
+)
 from tools.caddy_docker_proxy import LabelledContainer, caddyfile_from_containers
 
 if TYPE_CHECKING:  # fixtures' types only; conftest is not imported at run time
@@ -289,4 +297,75 @@ def test_route_settings_reject_bad_input_naming_the_field(field: str, value: obj
     arguments: dict[str, object] = {"domain": DEV_DOMAIN, "ingress_network": "makapix-dev-edge", field: value}
     with pytest.raises(ValueError, match="invalid Caddy route settings") as error:
         RouteSettings(**arguments)  # type: ignore[arg-type]
+    assert message in str(error.value)
+
+
+# --- any set of services: routes derive from each service's route and port ----------------------
+
+
+def test_three_routed_services_each_reach_their_own_upstream(
+    caddy: CaddyHarness, start_upstream: StartUpstream, get: Get, unused_port: Port
+) -> None:
+    port = unused_port()
+    upstreams = {
+        name: start_upstream(name, host)
+        for name, host in (("app", "127.0.0.2"), ("api", "127.0.0.3"), ("admin", "127.0.0.4"))
+    }
+    labels = site_labels(
+        SiteSettings(
+            domain=DEV_DOMAIN,
+            ingress_network="clippyfront-dev-edge",
+            routes=(
+                ServiceRoute("app", "/", upstreams["app"].port),
+                ServiceRoute("api", "/api", upstreams["api"].port),
+                ServiceRoute("admin", "/api/admin", upstreams["admin"].port),
+            ),
+            block_crawlers=True,
+        )
+    )
+    assert set(labels) == {"app", "api", "admin"}
+    containers = [
+        LabelledContainer(served_on(labels[name], port), (upstream.host,), name)
+        for name, upstream in upstreams.items()
+    ]
+    caddy.run(caddyfile_from_containers([CADDY_ITSELF, *containers]), port)
+
+    assert answered_by(get(port, DEV_DOMAIN, "/")) == ("app", "/")
+    assert answered_by(get(port, DEV_DOMAIN, "/api/x")) == ("api", "/api/x")
+    assert answered_by(get(port, DEV_DOMAIN, "/api/admin/users")) == ("admin", "/api/admin/users")
+    assert get(port, DEV_DOMAIN, "/robots.txt").body.decode() == ROBOTS_TXT
+    assert get(port, DEV_DOMAIN, "/api/admin/users").header("X-Robots-Tag") == [ROBOTS_TAG]
+
+
+def test_one_service_at_the_root_is_the_whole_site() -> None:
+    labels = site_labels(
+        SiteSettings(
+            domain=PROD_DOMAIN,
+            ingress_network="clippyfront-prod-edge",
+            routes=(ServiceRoute("web", "/", 8000),),
+        )
+    )
+    assert labels == {
+        "web": {
+            "caddy": PROD_DOMAIN,
+            "caddy_ingress_network": "clippyfront-prod-edge",
+            "caddy.2_handle.reverse_proxy": "{{upstreams 8000}}",
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("routes", "message"),
+    [
+        ((ServiceRoute("a", "/", 1), ServiceRoute("b", "/", 2)), "path '/' is routed more than once"),
+        ((ServiceRoute("a", "/", 1), ServiceRoute("a", "/x", 2)), "service 'a' is routed more than once"),
+        ((ServiceRoute("a", "/x/", 1),), "route of 'a': '/x/' is not '/' or a URL path"),
+        ((ServiceRoute("a", "/", 0),), "port of 'a': 0 is not a TCP port"),
+    ],
+)
+def test_site_settings_reject_ambiguous_or_bad_routes(
+    routes: tuple[ServiceRoute, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match="invalid Caddy route settings") as error:
+        SiteSettings(domain=DEV_DOMAIN, ingress_network="x-dev-edge", routes=routes)
     assert message in str(error.value)

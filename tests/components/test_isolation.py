@@ -56,8 +56,11 @@ COLLISIONS = [
     ("environment", {"environment": "production", "remote_workers": []}, {}),
     (
         "remote worker",
-        {"environment": "production"},
-        {"remote_workers": [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}]},
+        {"environment": "production", "remote_access": {"address": "10.8.0.2"}},
+        {
+            "remote_workers": [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}],
+            "remote_access": {"address": "10.8.0.1"},
+        },
     ),
 ]
 

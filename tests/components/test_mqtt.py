@@ -218,7 +218,11 @@ def test_production_runs_the_shared_broker_with_an_account_per_environment(rende
     prod = render_stack("prod", **SHARED)
     inputs = broker(prod, "prod").plain_inputs()
     assert inputs["name"] == "makapix-shared-mqtt"
-    assert inputs["networksAdvanced"] == [{"name": "makapix-shared-data", "aliases": []}]
+    # It meets each environment on that environment's own data network, never on one shared by both.
+    assert inputs["networksAdvanced"] == [
+        {"name": "makapix-prod-data", "aliases": []},
+        {"name": "makapix-dev-data", "aliases": []},
+    ]
     assert inputs["volumes"][0]["volumeName"] == "makapix-shared_mqtt_data"
     assert inputs["ports"] == [{"internal": 8883, "external": 8883}]
     files = uploads(prod, "prod")

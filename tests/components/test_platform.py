@@ -161,8 +161,18 @@ def test_shared_servers_are_declared_once_by_production(render_stack):
     db = prod.get(CONTAINER, "makapix-prod-db-container").plain_inputs()
     redis = prod.get(CONTAINER, "makapix-prod-redis-container").plain_inputs()
     assert (db["name"], redis["name"]) == ("makapix-shared-db", "makapix-shared-redis")
-    assert db["networksAdvanced"][0]["name"] == redis["networksAdvanced"][0]["name"] == "makapix-shared-data"
-    assert prod.get(NETWORK, "makapix-prod-shared-data").plain_inputs()["internal"] is True
+    # A data network per environment: the servers join both, each environment's containers only their own.
+    for server in (db, redis):
+        assert [n["name"] for n in server["networksAdvanced"]] == ["makapix-prod-data", "makapix-dev-data"]
+    for served in ("prod", "dev"):
+        assert prod.get(NETWORK, f"makapix-prod-data-{served}").plain_inputs()["internal"] is True
+    api = prod.get(CONTAINER, "makapix-prod-api-container").plain_inputs()
+    assert [n["name"] for n in api["networksAdvanced"]][-1] == "makapix-prod-data"
+    assert "makapix-dev-data" not in [n["name"] for n in api["networksAdvanced"]]
+    # The containers wait for the networks they join (the names come from the network resources).
+    assert {"makapix-prod-data-prod", "makapix-prod-data-dev"} <= set(
+        prod.get(CONTAINER, "makapix-prod-db-container").options.get("depends_on", [])
+    )
     from tools.desired_state import Secret
 
     assert prod.outputs["shared_database_password"] == Secret("mock-secret-makapix-prod-database-password")
@@ -191,7 +201,11 @@ def test_development_joins_the_shared_servers_with_its_own_database_and_index(re
     )
     assert envs["REDIS_URL"] == "redis://makapix-shared-redis:6379/0"
     assert (envs["MQTT_HOST"], envs["MQTT_PASSWORD"]) == ("makapix-shared-mqtt", "the-brokers-dev-password")
-    assert "makapix-shared-data" in [n["name"] for n in api["networksAdvanced"]]
+    assert [n["name"] for n in api["networksAdvanced"]] == [
+        "makapix-dev-internal",
+        "makapix-dev-edge",
+        "makapix-dev-data",
+    ]
     assert not dev.of_type(VOLUME)
 
 

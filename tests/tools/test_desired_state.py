@@ -14,12 +14,25 @@ SNAPSHOTS = ROOT / "tests" / "snapshots"
 CONTAINER = "docker:index/container:Container"
 
 
-@pytest.mark.parametrize("stack", ["prod", "dev"])
-def test_snapshot_matches_the_program(stack, render_stack):
-    """Update with: python -m tools.desired_state STACK > tests/snapshots/STACK.json (review the diff)."""
-    expected = (SNAPSHOTS / f"{stack}.json").read_text()
-    assert to_json(render_stack(stack)) == expected, (
-        f"the {stack} stack changed: regenerate tests/snapshots/{stack}.json and review the diff"
+CLIPPYFRONT = ROOT / "examples" / "clippyfront"
+
+
+@pytest.mark.parametrize(
+    ("project_dir", "stack", "snapshot"),
+    [
+        (ROOT, "prod", "prod.json"),
+        (ROOT, "dev", "dev.json"),
+        (CLIPPYFRONT, "prod", "clippyfront-prod.json"),
+        (CLIPPYFRONT, "dev", "clippyfront-dev.json"),
+    ],
+    ids=["makapix-prod", "makapix-dev", "clippyfront-prod", "clippyfront-dev"],
+)
+def test_snapshot_matches_the_program(project_dir, stack, snapshot, render_stack):
+    """Update with scripts/update-snapshots (review the diff)."""
+    expected = (SNAPSHOTS / snapshot).read_text()
+    assert to_json(render_stack(stack, project_dir=project_dir)) == expected, (
+        f"the {stack} stack of {project_dir.name} changed: regenerate tests/snapshots/{snapshot} "
+        "with scripts/update-snapshots and review the diff"
     )
 
 
@@ -46,12 +59,35 @@ def test_secrets_are_redacted_and_never_printed(render_stack):
     assert isinstance(db.inputs["envs"], Secret)
 
 
-def test_stack_reference_file_is_the_prod_render(render_stack):
+@pytest.mark.parametrize("project_dir", [ROOT, CLIPPYFRONT], ids=["makapix", "clippyfront"])
+def test_stack_reference_file_is_the_prod_render(project_dir, render_stack):
     """stack_references/prod.json must be what the prod program exports, or dev's check is a fiction."""
     from tools.desired_state import _redact
 
-    recorded = json.loads((ROOT / "stack_references" / "prod.json").read_text())
-    assert recorded == _redact(render_stack("prod").outputs)
+    recorded = json.loads((project_dir / "stack_references" / "prod.json").read_text())
+    assert recorded == _redact(render_stack("prod", project_dir=project_dir).outputs)
+
+
+def test_pulumi_yaml_main_runs_the_program_it_names(tmp_path):
+    """A project whose Pulumi.yaml says `main: program` runs program/__main__.py from that directory."""
+    (tmp_path / "program").mkdir()
+    (tmp_path / "program" / "main_option_helper.py").write_text(
+        "VALUE = 'imported from the program directory'\n"
+    )
+    (tmp_path / "program" / "__main__.py").write_text(
+        "import os, pulumi, main_option_helper\n"
+        "pulumi.export('value', main_option_helper.VALUE)\n"
+        "pulumi.export('cwd', os.path.basename(os.getcwd()))\n"
+        "pulumi.export('project', pulumi.get_project())\n"
+    )
+    (tmp_path / "Pulumi.yaml").write_text("name: elsewhere\nruntime: python\nmain: program\n")
+    (tmp_path / "Pulumi.x.yaml").write_text("config: {}\n")
+    outputs = render("x", tmp_path).outputs
+    assert outputs == {
+        "value": "imported from the program directory",
+        "cwd": "program",
+        "project": "elsewhere",
+    }
 
 
 def test_a_wrong_expectation_fails(render_stack):

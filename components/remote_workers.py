@@ -1,0 +1,118 @@
+"""Celery workers on other hosts (000 "Remote GPU/CPU Workers"): production only.
+
+Each remote worker gets a Docker provider of its own, reaching that host's Docker engine over ssh
+(``docker_host: ssh://user@host``; the ssh key comes from the deploying user's ssh agent or
+``~/.ssh/config``, never from this program), and one container on it.  The container runs the
+local service it names (``service``, default ``worker``): the same image, command and application
+variables, except that Redis and PostgreSQL are reached at ``remote_access.address`` (000: the
+WireGuard address 10.8.0.1), where production publishes them.  So a remote worker is bound to
+production's Redis DB and table prefix by construction; an ``environment`` override that points it
+elsewhere is caught by the isolation guard (``components.isolation.bindings``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+from components.app import application_environment, worker_command
+from components.config import EnvironmentConfig, RemoteWorker
+from components.container import (
+    LOG_OPTIONS,
+    container_options,
+    environment_list,
+    limit_args,
+    replace_when_changed,
+)
+from components.database import database_url
+
+
+def remote_redis_url(settings: EnvironmentConfig) -> str:
+    """The environment's Redis DB as a remote worker reaches it."""
+    assert settings.remote_access is not None  # validated in config: remote workers need it
+    access = settings.remote_access
+    return f"redis://{access.address}:{access.redis_port}/{settings.redis.db_index}"
+
+
+def remote_container_name(settings: EnvironmentConfig, worker: RemoteWorker) -> str:
+    return settings.container_name(f"{worker.service}-{worker.name}")
+
+
+@dataclass(frozen=True)
+class RemoteWorkersArgs:
+    settings: EnvironmentConfig
+    database_password: pulumi.Output[str]
+    secrets: dict[str, pulumi.Output[str]]
+    # Production's Redis and PostgreSQL containers: a worker starts after them.
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+class RemoteWorkers(pulumi.ComponentResource):
+    """A Docker provider per remote host and the worker container on it."""
+
+    providers: dict[str, docker.Provider]
+    containers: dict[str, docker.Container]
+
+    def __init__(
+        self, name: str, args: RemoteWorkersArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("makapix:environment:RemoteWorkers", name, None, opts)
+        settings = args.settings
+        if settings.remote_workers and settings.environment != "production":
+            raise ValueError("remote workers join production only")  # config refuses this first
+        self.providers = {}
+        self.containers = {}
+        if not settings.remote_workers:
+            self.register_outputs({})
+            return
+        access = settings.remote_access
+        assert access is not None  # validated in config: remote workers need remote_access
+        database = settings.database
+        plain, secret = application_environment(
+            settings,
+            database_url(
+                database.user,
+                args.database_password,
+                str(access.address),
+                access.database_port,
+                database.name,
+            ),
+            remote_redis_url(settings),
+            args.secrets,
+        )
+        for worker in settings.remote_workers:
+            service = settings.services[worker.service]
+            provider = docker.Provider(
+                f"{name}-{worker.name}-docker",
+                host=worker.docker_host,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            remote_service = service.model_copy(
+                update={"queues": worker.queues, "concurrency": worker.concurrency}
+            )
+            self.providers[worker.name] = provider
+            self.containers[worker.name] = docker.Container(
+                f"{name}-{worker.name}-container",
+                name=remote_container_name(settings, worker),
+                image=service.image,
+                command=worker_command(remote_service),
+                envs=environment_list({**plain, **service.environment, **worker.environment}, secret),
+                gpus=worker.gpus,
+                labels=[
+                    docker.ContainerLabelArgs(
+                        label=f"{settings.project}.environment", value=settings.environment
+                    )
+                ],
+                init=True,
+                restart="unless-stopped",
+                log_driver="json-file",
+                log_opts=LOG_OPTIONS,
+                **(limit_args(worker.resources) if worker.resources else {}),
+                opts=pulumi.ResourceOptions.merge(
+                    container_options(self, replace_when_changed(init=True), args.depends_on),
+                    pulumi.ResourceOptions(provider=provider),
+                ),
+            )
+        self.register_outputs({"containers": {key: c.name for key, c in self.containers.items()}})
