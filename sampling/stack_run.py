@@ -2,10 +2,11 @@
 
 One entry point, so the command string the stack declares stays trivial and free of secrets:
 
-1. wait for the development database (its container was just started) — failure: exit 1;
-2. no production to read (``SAMPLING_SOURCE_URL`` empty: the prod stack is not deployed or exports no
-   reader), or production's database does not answer: print a summary with ``"loaded": false`` and the
-   reason, exit 0 — the development stack still comes up, with an empty database;
+1. no production to read (``SAMPLING_SOURCE_URL`` empty: the prod stack is not deployed or exports no
+   reader): print a summary with ``"loaded": false`` and the reason, exit 0 — the development stack
+   still comes up, with an empty database;
+2. wait for the development database (its container was just started; failure: exit 1), then for
+   production's (``--source-wait``; no answer: ``"loaded": false`` with the reason, exit 0);
 3. otherwise the sampler (``sampling.run``: one transaction, all or nothing), then the vault sync of the
    sampled posts' files (``sampling.vault.sync_vault``); a refusal or failure of either: exit 1.
 
@@ -143,12 +144,22 @@ def _copy_vault(config: SamplingConfig, target_url: str) -> VaultFiles | None:
 
 
 def stack_run(
-    config: SamplingConfig, source_url: str, target_url: str, source_stack: str | None, source_wait: float
+    config: SamplingConfig,
+    source_url: str,
+    target_url: str,
+    source_stack: str | None,
+    *,
+    source_wait: float,
+    target_wait: float,
 ) -> StackRunSummary:
     """Sample and copy the vault files, or say why nothing was loaded; raise SamplingError on failure."""
     if not source_url:
         reason = os.environ.get(SOURCE_ABSENT_ENV) or f"{SOURCE_URL_ENV} is empty"
         return _not_loaded(f"no sample loaded: {reason}", source_stack)
+    if not target_url:
+        raise ConfigError(f"no development database: {TARGET_URL_ENV} is not set")
+    # The development database is this stack's own: not reaching it is a failure, not a skip.
+    wait_until_accepting(target_url, target_wait, "development")
     try:
         wait_until_accepting(source_url, source_wait, "production")
     except SamplingError as error:
@@ -193,7 +204,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--target-wait", type=float, default=180.0, help="seconds to wait for the dev database"
     )
-    parser.add_argument("--source-wait", type=float, default=15.0, help="seconds to wait for production")
+    parser.add_argument("--source-wait", type=float, default=5.0, help="seconds to wait for production")
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:
@@ -203,10 +214,14 @@ def main(argv: list[str]) -> int:
     secrets = (url_password(source_url), url_password(target_url))
     try:
         config = with_overrides(load_config(args.config), seed=args.seed, fraction=args.fraction)
-        if not target_url:
-            raise ConfigError(f"no development database: {TARGET_URL_ENV} is not set")
-        wait_until_accepting(target_url, args.target_wait, "development")
-        summary = stack_run(config, source_url, target_url, args.source_stack, args.source_wait)
+        summary = stack_run(
+            config,
+            source_url,
+            target_url,
+            args.source_stack,
+            source_wait=args.source_wait,
+            target_wait=args.target_wait,
+        )
     except ConfigError as error:
         _say(f"error: {error}", *secrets)
         return EXIT_USAGE
