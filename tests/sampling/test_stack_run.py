@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from sampling.stack_run import StackRunSummary, parse_summary
@@ -203,3 +204,32 @@ def test_without_a_prod_stack_no_reference_is_made_and_the_run_says_so(
     assert (
         summary["reason"] == "no sample loaded: the production stack 'prod' is not deployed on this backend"
     )
+
+
+def test_a_missing_production_vault_is_reported_and_a_failed_sample_fails_the_command(
+    makapix: tuple[str, str], sample_config: Path, tmp_path: Path
+) -> None:
+    source, target = makapix
+    command = f"{sys.executable} -m sampling stack-run --config {sample_config} --seed 7"
+    environment = {
+        "SAMPLING_SOURCE_URL": source,
+        "SAMPLING_TARGET_URL": target,
+        "SAMPLING_ANONYMISATION_KEY": "k",
+        "SAMPLING_SOURCE_VAULT": str(tmp_path / "no-such-vault"),
+        "SAMPLING_TARGET_VAULT": str(tmp_path / "vault-dev"),
+    }
+    done = run_declared(command, environment)
+    assert done.returncode == 0, done.stderr
+    summary = parse_summary(done.stdout)
+    assert summary["loaded"] is True
+    assert summary["vault"]["skipped"].endswith(
+        "no-such-vault is not a directory on this host; no file copied"
+    )
+
+    # A sample the sampler refuses (here: the target lacks a table) fails the command, so `pulumi up`
+    # fails and the next `up` runs it again; stderr names the problem.
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute("DROP TABLE badge_grants")
+    failed = run_declared(command, environment)
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert "badge_grants" in failed.stderr
