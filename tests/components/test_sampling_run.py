@@ -156,7 +156,9 @@ def test_no_sampling_when_disabled_and_a_clear_error_for_a_bad_config_file(
 ) -> None:
     disabled = render_stack("dev", sampling={"enabled": False})
     assert not [r for r in disabled.of_type("command:local:Command") if "sampling" in r.name]
-    assert "sampling_summary" not in disabled.outputs and disabled.outputs["monitoring"].get("sampling") is None
+    assert (
+        "sampling_summary" not in disabled.outputs and disabled.outputs["monitoring"].get("sampling") is None
+    )
     with pytest.raises(
         RenderError, match=r"Pulumi.dev.yaml: makapix:sampling.config_file 'nowhere.yaml' cannot be read"
     ):
@@ -169,7 +171,17 @@ def test_no_sampling_when_disabled_and_a_clear_error_for_a_bad_config_file(
         render_stack("dev", sampling={"config_file": str(bad)})
 
 
-def test_shared_mode_targets_the_dev_database_on_productions_server() -> None:
+def test_shared_mode_targets_the_dev_database_on_productions_server(render_stack: Callable[..., Any]) -> None:
+    # 000 / 004 §3 alternative: production's server holds both databases; the sampler reaches it where
+    # production publishes it, as the shared owner role, with development's database name.
+    outputs = references(sampling_source_url=SOURCE, shared_database_password="Sh4redOwner")
+    dev = render_stack("dev", references=outputs, database={"mode": "shared", "name": "makapix_dev"})
+    environment = dev.get(*RUN).plain_inputs()["environment"]
+    assert (
+        environment["SAMPLING_TARGET_URL"] == "postgresql://makapix:Sh4redOwner@127.0.0.1:55432/makapix_dev"
+    )
+    assert environment["SAMPLING_SOURCE_URL"] == SOURCE
+
     settings = parse_environment(
         {
             "environment": "development",
@@ -180,6 +192,7 @@ def test_shared_mode_targets_the_dev_database_on_productions_server() -> None:
         },
         "Pulumi.dev.yaml",
     )
+    # Same database, other table prefix: the sampler's mapping (source_prefix/target_prefix) does the rest.
     target = shared_target_url(settings, "postgresql://reader:pw@127.0.0.1:55432/clippy_front", "ownerpw")
     assert target == "postgresql://clippy:ownerpw@127.0.0.1:55432/clippy_front"
     assert shared_target_url(settings, "", "ownerpw") == ""
