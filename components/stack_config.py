@@ -26,7 +26,11 @@ class StackConfig:
 
     def stack_exists(self, name: str) -> bool:
         """False for a stack named (fully, or by its last part) in MAKAPIX_ABSENT_STACKS."""
-        return name not in self.absent_stacks and name.rsplit("/", 1)[-1] not in self.absent_stacks
+        return not _named_in(name, self.absent_stacks)
+
+
+def _named_in(stack: str, names: frozenset[str]) -> bool:
+    return stack in names or stack.rsplit("/", 1)[-1] in names
 
 
 def _stack_config_values(namespace: str) -> dict[str, Any]:
@@ -75,8 +79,7 @@ def load_stack_config() -> StackConfig:
         name.strip() for name in os.environ.get("MAKAPIX_ABSENT_STACKS", "").split(",") if name.strip()
     )
     peer = settings.isolation.peer_stack
-    peer_absent = peer is not None and (peer in absent_stacks or peer.rsplit("/", 1)[-1] in absent_stacks)
-    if peer and (os.environ.get("MAKAPIX_SKIP_ISOLATION_CHECK") == "1" or peer_absent):
+    if peer and (os.environ.get("MAKAPIX_SKIP_ISOLATION_CHECK") == "1" or _named_in(peer, absent_stacks)):
         # scripts/up sets this on a fresh machine, where the peer stack does not exist yet.
         pulumi.log.warn(f"isolation check against stack {settings.isolation.peer_stack!r} skipped")
         settings = settings.model_copy(
