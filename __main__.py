@@ -12,6 +12,8 @@ from components.mqtt import MqttBroker, MqttBrokerArgs
 from components.networks import EnvironmentNetworks, NetworksArgs
 from components.redis import Redis, RedisArgs
 from components.remote_workers import RemoteWorkers, RemoteWorkersArgs
+from components.sampling_reader import SamplingReader, SamplingReaderArgs
+from components.sampling_run import SamplingRun, SamplingRunArgs
 from components.secrets import EnvironmentSecrets, EnvironmentSecretsArgs
 from components.stack_config import load_stack_config
 
@@ -72,6 +74,38 @@ if settings.remote_workers:
         ),
     )
 
+# Production: the sampler's read-only role. Development: the sampling run (after migrations, too:
+# the lead adds the migrations command to depends_on). Never both (sampling.enabled is dev-only).
+sampling_reader = (
+    SamplingReader(
+        f"{name}-sampling-reader",
+        SamplingReaderArgs(
+            settings=settings,
+            owner_url=database.host_url,
+            depends_on=[*filter(None, [database.container])],
+            ssh_private_key=stack.secrets.get("host_ssh_private_key"),
+        ),
+    )
+    if settings.environment == "production" and database.host_url is not None
+    else None
+)
+sampling_run = (
+    SamplingRun(
+        f"{name}-sampling",
+        SamplingRunArgs(
+            settings=settings,
+            stack_file=stack.stack_file,
+            target_url=database.host_url if settings.database.mode == "dedicated" else None,
+            database_password=database.password,
+            source_stack_exists=stack.stack_exists(settings.sampling.source_stack),
+            depends_on=[*filter(None, [database.container]), *(app.container for app in services.values())],
+            ssh_private_key=stack.secrets.get("host_ssh_private_key"),
+        ),
+    )
+    if settings.sampling.enabled
+    else None
+)
+
 isolation_fingerprint = secrets.hashes().apply(lambda hashes: fingerprint(settings, hashes))
 if settings.isolation.peer_stack:
     IsolationCheck(
@@ -84,7 +118,12 @@ if settings.isolation.peer_stack:
     )
 
 pulumi.export("environment", settings.environment)
-pulumi.export("monitoring", monitoring_output(settings))
+pulumi.export(
+    "monitoring",
+    sampling_run.summary.apply(lambda summary: monitoring_output(settings, summary))
+    if sampling_run
+    else monitoring_output(settings),
+)
 pulumi.export("isolation_fingerprint", isolation_fingerprint)
 pulumi.export("database_url", database.url)
 if settings.database.mode == "shared" and settings.environment == "production":
@@ -98,6 +137,11 @@ if settings.application.admin is not None:
     pulumi.export("admin_password", secrets.values["admin_password"])
 if database.host_url is not None:
     pulumi.export("database_host_url", database.host_url)
+if sampling_reader is not None:
+    pulumi.export("sampling_source_url", sampling_reader.source_url)
+    pulumi.export("sampling_source_vault", sampling_reader.source_vault)
+if sampling_run is not None:
+    pulumi.export("sampling_summary", sampling_run.summary)
 pulumi.export(
     "services",
     {

@@ -361,6 +361,9 @@ class SamplingSettings(Settings):
     # Change this value to force a new sampling run on the next `pulumi up`.
     refresh: str = Field(default="", examples=["2026-11-22"])
     source_stack: str = Field(default="prod", examples=["organization/makapix/prod"])
+    # Production: the SELECT-only role the sampler logs in as, and the schemas it may read.
+    reader_role: Identifier = Field(default="makapix_sampler", examples=["makapix_sampler"])
+    reader_schemas: list[Identifier] = Field(default_factory=lambda: ["public"], examples=[["public"]])
 
 
 class MonitoringSettings(Settings):

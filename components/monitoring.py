@@ -31,8 +31,8 @@ def _limits(name: str, service: str, resources: Resources) -> ContainerLimits:
     )
 
 
-def monitoring_output(settings: EnvironmentConfig) -> dict[str, Any]:
-    """The plain JSON the stack exports as ``monitoring``."""
+def monitoring_output(settings: EnvironmentConfig, sampling: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The plain JSON the stack exports as ``monitoring`` (``sampling``: the dev stack's run summary)."""
     containers = [
         _limits(settings.container_name(service), service, config.resources)
         for service, config in settings.services.items()
@@ -79,5 +79,6 @@ def monitoring_output(settings: EnvironmentConfig) -> dict[str, Any]:
             for service, config in settings.services.items()
             if config.route is not None
         },
+        sampling=sampling,
     )
     return output.model_dump(mode="json")

@@ -20,6 +20,17 @@ class StackConfig:
     settings: EnvironmentConfig
     secrets: dict[str, pulumi.Output[str]]
     stack_file: str
+    # Stacks known not to exist on this backend (MAKAPIX_ABSENT_STACKS, set by scripts/up): no
+    # StackReference may name them, Pulumi would fail the whole deployment.
+    absent_stacks: frozenset[str] = frozenset()
+
+    def stack_exists(self, name: str) -> bool:
+        """False for a stack named (fully, or by its last part) in MAKAPIX_ABSENT_STACKS."""
+        return not _named_in(name, self.absent_stacks)
+
+
+def _named_in(stack: str, names: frozenset[str]) -> bool:
+    return stack in names or stack.rsplit("/", 1)[-1] in names
 
 
 def _stack_config_values(namespace: str) -> dict[str, Any]:
@@ -64,7 +75,11 @@ def load_stack_config() -> StackConfig:
             f"remove it and set it with `pulumi config set --secret {namespace}:{plain_secrets[0]} ...`"
         )
     settings = parse_environment(values, stack_file, namespace)
-    if settings.isolation.peer_stack and os.environ.get("MAKAPIX_SKIP_ISOLATION_CHECK") == "1":
+    absent_stacks = frozenset(
+        name.strip() for name in os.environ.get("MAKAPIX_ABSENT_STACKS", "").split(",") if name.strip()
+    )
+    peer = settings.isolation.peer_stack
+    if peer and (os.environ.get("MAKAPIX_SKIP_ISOLATION_CHECK") == "1" or _named_in(peer, absent_stacks)):
         # scripts/up sets this on a fresh machine, where the peer stack does not exist yet.
         pulumi.log.warn(f"isolation check against stack {settings.isolation.peer_stack!r} skipped")
         settings = settings.model_copy(
@@ -76,4 +91,4 @@ def load_stack_config() -> StackConfig:
         secret = config.get_secret(key)
         if secret is not None:
             secrets[key] = secret
-    return StackConfig(settings=settings, secrets=secrets, stack_file=stack_file)
+    return StackConfig(settings=settings, secrets=secrets, stack_file=stack_file, absent_stacks=absent_stacks)

@@ -3,7 +3,8 @@
 
 Exit codes: 0 ok, 1 failure or refusal, 2 usage or configuration error.  URLs default to the
 environment variables SAMPLING_SOURCE_URL and SAMPLING_TARGET_URL; passwords are never printed.
-``vault ...`` is handed to ``sampling.vault.main``.
+``vault ...`` is handed to ``sampling.vault.main``, ``grant-reader ...`` to ``sampling.access.main`` and
+``stack-run ...`` to ``sampling.stack_run.main``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
             )
     commands.add_parser(
         "vault", help="copy the vault files of sampled posts (see sampling.vault)", add_help=False
+    )
+    commands.add_parser(
+        "grant-reader", help="create the read-only sampling role in production (sampling.access)", add_help=False
+    )
+    commands.add_parser(
+        "stack-run", help="sample and sync the vault, as the dev stack runs it (sampling.stack_run)", add_help=False
     )
     return parser
 
@@ -119,6 +126,14 @@ def main(argv: list[str]) -> int:
         from sampling import vault  # imported here: that helper lives in its own module
 
         return vault.main(argv[1:])
+    if argv and argv[0] == "grant-reader":
+        from sampling import access
+
+        return access.main(argv[1:])
+    if argv and argv[0] == "stack-run":
+        from sampling import stack_run
+
+        return stack_run.main(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)

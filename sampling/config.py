@@ -137,6 +137,18 @@ class Anonymisation(_Strict):
     email_domain: str = "example.invalid"
 
 
+class VaultOptions(_Strict):
+    """How ``python -m sampling stack-run`` finds the sampled posts' vault files (docs/vault.md)."""
+
+    #: Posts table in the target as ``sampling.vault`` names it; default: the target name of ``posts``.
+    posts_table: str | None = None
+    template: str = "{storage_shard}/{storage_key}.{format}"
+    #: Also copy this variant of each file when production has it ('' disables).
+    variant_suffix: str = "_upscaled.webp"
+    #: Remove development files that are no longer in the sample.
+    prune: bool = True
+
+
 class SamplingConfig(_Strict):
     seed: int = 0
     #: Source schemas whose tables take part.
@@ -148,6 +160,8 @@ class SamplingConfig(_Strict):
     anonymisation: Anonymisation = Field(default_factory=Anonymisation)
     #: Policy of foreign keys the configuration does not mention.
     default_parent_policy: ParentPolicy = "include"
+    #: The vault files copied after a stack's sampling run (``python -m sampling stack-run``).
+    vault: VaultOptions = Field(default_factory=VaultOptions)
     #: work_mem of the source session: the hashed key sets of semi-joins must fit in it.
     source_work_mem: str = "256MB"
     #: Where the configuration came from, for error messages.
