@@ -274,6 +274,43 @@ class HostSettings(Settings):
     python: str = Field(default=".venv/bin/python", pattern=r"^[A-Za-z0-9._/-]+$", examples=[".venv/bin/python"])
 
 
+class PromotionSettings(Settings):
+    """Where production's image digests come from (issue 7 "flip the switch").
+
+    Production runs images by digest only: each service's digest is promoted from the stack
+    named here (its ``image_digests`` output: what development runs), unless the stack file pins
+    that service to a digest itself (``services.<name>.image: repo@sha256:...``); a pin wins.
+    """
+
+    # None: no promotion, every production service image must be a digest in the stack file.
+    from_stack: str | None = Field(default=None, examples=["dev"])
+
+
+class ReleaseSettings(Settings):
+    """What a deploy does around new application images: back up first, then migrate."""
+
+    # pg_dump -Fc of the database before new app containers start, when the api image or migrations change.
+    backup: bool = False
+    backup_dir: HostPath = Field(default="/srv/makapix/backups", examples=["/srv/makapix/backups"])
+    keep: int = Field(default=7, ge=1, le=1000, examples=[7])
+    # Directory of pg_dump on the Docker host; default /usr/lib/postgresql/<images.postgres major>/bin.
+    pg_bin: HostPath | None = Field(default=None, examples=["/usr/lib/postgresql/17/bin"])
+    # Seconds the backup waits for a freshly started database to accept connections.
+    wait_seconds: int = Field(default=120, ge=0, le=3600, examples=[120])
+    # Run with `docker exec` in the new container of `migrations_service`; None: no migrations.
+    migrations_command: list[str] | None = Field(
+        default_factory=lambda: ["alembic", "upgrade", "head"], examples=[["alembic", "upgrade", "head"]]
+    )
+    migrations_service: str = Field(default="api", pattern=_NAME.pattern, examples=["api"])
+
+    @field_validator("migrations_command")
+    @classmethod
+    def _not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or not all(value)):
+            raise ValueError("give the command as a non-empty list of words, or null for no migrations")
+        return value
+
+
 class IsolationSettings(Settings):
     """How the dev stack checks itself against the prod stack before deploying."""
 
@@ -334,6 +371,8 @@ class EnvironmentConfig(Settings):
     edge: EdgeSettings
     host: HostSettings = HostSettings()
     isolation: IsolationSettings = IsolationSettings()
+    promotion: PromotionSettings = PromotionSettings()
+    release: ReleaseSettings = ReleaseSettings()
     sampling: SamplingSettings = SamplingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
 
@@ -363,6 +402,13 @@ class EnvironmentConfig(Settings):
             )
         if self.database.table_prefix and self.database.mode != "shared":
             raise ValueError("database.table_prefix is set but database.mode is not 'shared'")
+        if self.release.migrations_command is not None and self.release.migrations_service not in self.services:
+            raise ValueError(
+                f"release.migrations_service {self.release.migrations_service!r} is not one of services "
+                f"({', '.join(sorted(self.services))}); name the service whose image holds the migrations"
+            )
+        if self.release.backup and self.database.host_port is None:
+            raise ValueError("release.backup is true but database.host_port is null; the backup connects there")
         routed = [name for name, service in self.services.items() if service.route is not None]
         for name in routed:
             if self.services[name].port is None:
@@ -448,6 +494,9 @@ def environment_defaults(environment: str, name: str | None = None) -> dict[str,
         "edge": {"caddy": "own" if production else "attach", "block_crawlers": not production},
         "isolation": {"peer_stack": None if production else "prod"},
         "sampling": {"enabled": not production},
+        # Production runs what development verified (by digest) and is backed up before each release.
+        "promotion": {"from_stack": "dev" if production else None},
+        "release": {"backup": production, "backup_dir": f"/srv/makapix/backups/{name}"},
     }
 
 
