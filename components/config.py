@@ -408,7 +408,10 @@ class EnvironmentConfig(Settings):
                 f"({', '.join(sorted(self.services))}); name the service whose image holds the migrations"
             )
         if self.release.backup and self.database.host_port is None:
-            raise ValueError("release.backup is true but database.host_port is null; the backup connects there")
+            raise ValueError(
+                "release.backup is true but database.host_port is null: the backup connects to the "
+                "database's host port; set database.host_port (e.g. 55432) or release.backup: false"
+            )
         routed = [name for name, service in self.services.items() if service.route is not None]
         for name in routed:
             if self.services[name].port is None:
