@@ -32,7 +32,6 @@ PREVIOUS_DIGESTS_OUTPUT = "previous_image_digests"
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _REPOSITORY = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:\d{1,5}/[a-z0-9._/-]+)?$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-PIN_EXAMPLE = "ghcr.io/makapix/api@sha256:<64 hex digits>"
 
 
 def digest_reference(image: str) -> str | None:
@@ -86,7 +85,7 @@ def production_resolution(settings: EnvironmentConfig, stack_file: str, namespac
             f"{namespace}:services.{service}.image: {settings.services[service].image!r} is a tag, not a digest"
             for service in unpinned
         ]
-        raise ConfigurationError(_digest_error(stack_file, namespace, problems, unpinned[0]))
+        raise ConfigurationError(_digest_error(settings, stack_file, namespace, problems, unpinned[0]))
     return Resolution(pinned=pinned, promoted=unpinned)
 
 
@@ -105,6 +104,7 @@ def promoted_images(
     if not isinstance(exported, Mapping):
         raise ConfigurationError(
             _digest_error(
+                settings,
                 stack_file,
                 namespace,
                 [
@@ -130,11 +130,22 @@ def promoted_images(
         else:
             images[service] = reference
     if problems:
-        raise ConfigurationError(_digest_error(stack_file, namespace, problems, resolution.promoted[0]))
+        raise ConfigurationError(
+            _digest_error(settings, stack_file, namespace, problems, resolution.promoted[0])
+        )
     return images
 
 
-def _digest_error(stack_file: str, namespace: str, problems: list[str], example_service: str) -> str:
+def _repository(image: str) -> str:
+    name = image.partition("@")[0]
+    repository, slash, last = name.rpartition("/")
+    return f"{repository}{slash}{last.partition(':')[0]}"
+
+
+def _digest_error(
+    settings: EnvironmentConfig, stack_file: str, namespace: str, problems: list[str], example_service: str
+) -> str:
+    example = f"{_repository(settings.services[example_service].image)}@sha256:<64 hex digits>"
     lines = [f"{stack_file}: production runs application images by digest only ({len(problems)} problem(s)):"]
     lines += [f"  {problem}" for problem in problems]
     lines += [
@@ -142,7 +153,7 @@ def _digest_error(stack_file: str, namespace: str, problems: list[str], example_
         f"  - promote what development runs: `{namespace}:promotion: {{from_stack: dev}}` (the stack's "
         f"{DIGESTS_OUTPUT} output; deploy dev first),",
         f"  - or pin the digest in {stack_file}: `{namespace}:services: {{{example_service}: "
-        f"{{image: '{PIN_EXAMPLE}'}}}}` (a pin wins over promotion).",
+        f"{{image: '{example}'}}}}` (a pin wins over promotion).",
     ]
     return "\n".join(lines)
 

@@ -115,6 +115,8 @@ def test_every_service_pinned_needs_no_dev_stack(render_stack):
                 "makapix:services.api.image: 'ghcr.io/makapix/api:1.0.0' is a tag, not a digest",
                 "makapix:services.web.image: 'ghcr.io/makapix/web:1.0.0' is a tag, not a digest",
                 "makapix:services.worker.image: 'ghcr.io/makapix/api:1.0.0' is a tag, not a digest",
+                "pin the digest in Pulumi.prod.yaml: "
+                "`makapix:services: {api: {image: 'ghcr.io/makapix/api@sha256:<64 hex digits>'}}`",
             ],
             [],
             id="no promotion, tags",
@@ -122,7 +124,12 @@ def test_every_service_pinned_needs_no_dev_stack(render_stack):
         pytest.param(
             DEV,
             {"promotion": {"from_stack": None}, "services": {"api": {"image": PIN}}},
-            ["(2 problem(s))", "makapix:services.web.image", "makapix:services.worker.image"],
+            [
+                "(2 problem(s))",
+                "makapix:services.web.image",
+                "makapix:services.worker.image",
+                "{web: {image: 'ghcr.io/makapix/web@sha256:<64 hex digits>'}}",
+            ],
             ["makapix:services.api.image"],
             id="no promotion, one pinned",
         ),
