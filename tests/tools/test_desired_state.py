@@ -46,12 +46,25 @@ def test_secrets_are_redacted_and_never_printed(render_stack):
     assert isinstance(db.inputs["envs"], Secret)
 
 
-def test_stack_reference_file_is_the_prod_render(render_stack):
-    """stack_references/prod.json must be what the prod program exports, or dev's check is a fiction."""
+@pytest.mark.parametrize("stack", ["prod", "dev"])
+def test_stack_reference_file_is_the_stack_render(stack, render_stack):
+    """stack_references/STACK.json must be what the program exports (dev reads prod's, prod reads dev's)."""
     from tools.desired_state import _redact
 
-    recorded = json.loads((ROOT / "stack_references" / "prod.json").read_text())
-    assert recorded == _redact(render_stack("prod").outputs)
+    recorded = json.loads((ROOT / "stack_references" / f"{stack}.json").read_text())
+    assert recorded == _redact(render_stack(stack).outputs)
+
+
+def test_mock_remote_image_digest_is_stable_and_follows_the_name():
+    from tools.desired_state import fake_repo_digest
+
+    tagged = fake_repo_digest("ghcr.io/makapix/api:1.0.0")
+    assert tagged == fake_repo_digest("ghcr.io/makapix/api:1.0.0")
+    assert tagged.startswith("ghcr.io/makapix/api@sha256:") and len(tagged.split(":")[-1]) == 64
+    assert tagged != fake_repo_digest("ghcr.io/makapix/api:1.0.1")
+    pinned = "ghcr.io/makapix/api@sha256:" + "e" * 64
+    assert fake_repo_digest("ghcr.io/makapix/api:1.0.0@sha256:" + "e" * 64) == pinned
+    assert fake_repo_digest("registry.local:5000/api:2").startswith("registry.local:5000/api@sha256:")
 
 
 def test_a_wrong_expectation_fails(render_stack):
