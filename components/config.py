@@ -402,10 +402,12 @@ class EnvironmentConfig(Settings):
             )
         if self.database.table_prefix and self.database.mode != "shared":
             raise ValueError("database.table_prefix is set but database.mode is not 'shared'")
-        if self.release.migrations_command is not None and self.release.migrations_service not in self.services:
+        uses_service = self.release.migrations_command is not None or self.release.backup
+        if uses_service and self.release.migrations_service not in self.services:
             raise ValueError(
                 f"release.migrations_service {self.release.migrations_service!r} is not one of services "
-                f"({', '.join(sorted(self.services))}); name the service whose image holds the migrations"
+                f"({', '.join(sorted(self.services))}); name the service whose image holds the migrations "
+                "(its image changing triggers backup and migrations)"
             )
         if self.release.backup and self.database.host_port is None:
             raise ValueError(

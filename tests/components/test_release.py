@@ -149,6 +149,10 @@ def test_configured_migrations_command_and_none(render_stack):
             {"release": {"migrations_service": "backend"}},
             "release.migrations_service 'backend' is not one of services (api, web, worker)",
         ),
+        (
+            {"release": {"migrations_service": "backend", "migrations_command": None}},
+            "release.migrations_service 'backend' is not one of services (api, web, worker)",
+        ),
         ({"release": {"keep": 0}}, "makapix:release.keep: Input should be greater than or equal to 1"),
         (
             {"release": {"backup_dir": "backups"}},
