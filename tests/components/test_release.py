@@ -292,3 +292,38 @@ def test_declared_backup_with_an_older_pg_dump_fails_and_writes_nothing(
     assert run.returncode == 1
     assert "server version mismatch" in run.stderr and "no backup was written" in run.stderr
     assert list(backups.iterdir()) == []
+
+
+def test_over_ssh_the_url_travels_on_stdin_not_in_the_script(tmp_path):
+    """host.ssh_host set: the backup is a remote command; the secret URL is in its (secret) stdin only."""
+    from tools.desired_state import render
+
+    for entry in PROJECT_DIR.iterdir():
+        if entry.name not in ("Pulumi.prod.yaml", ".git", ".venv") and not entry.name.startswith("."):
+            (tmp_path / entry.name).symlink_to(entry)
+    stack_file = (PROJECT_DIR / "Pulumi.prod.yaml").read_text()
+    (tmp_path / "Pulumi.prod.yaml").write_text(
+        stack_file
+        + "  makapix:host:\n    ssh_host: 10.0.0.5\n"
+        + "  makapix:host_ssh_private_key:\n    secure: v1:encrypted-key\n"
+    )
+    rendering = render("prod", tmp_path, references={"dev": {"image_digests": DEV}, "prod": {}})
+    backup = rendering.get("command:remote:Command", BACKUP)
+    script = backup.plain_inputs()["create"]
+    assert script == (
+        "set -a; . /dev/stdin; set +a; cd /opt/makapix-infra && "
+        ".venv/bin/python -m ops backup --dir /srv/makapix/backups/prod --keep 7 --wait 120 --json"
+    )
+    assert isinstance(backup.inputs["stdin"], Secret)
+    stdin = backup.plain_inputs()["stdin"]
+    password = "mock-secret-makapix-prod-database-password"
+    assert stdin == (
+        f"OPS_DATABASE_URL=postgresql://makapix:{password}@127.0.0.1:55432/makapix\n"
+        "OPS_PG_BIN=/usr/lib/postgresql/17/bin\n"
+    )
+    assert password not in script
+    assert (
+        rendering.get("command:remote:Command", MIGRATIONS.format("prod"))
+        .plain_inputs()["create"]
+        .endswith("cd /opt/makapix-infra && docker exec makapix-prod-api alembic upgrade head")
+    )
