@@ -19,6 +19,12 @@ stack = load_stack_config()
 settings = stack.settings
 name = settings.prefix
 
+# First: a production image without a digest is refused before any other resource is declared.
+images = ServiceImages(
+    f"{name}-images",
+    ServiceImagesArgs(settings=settings, stack_file=stack.stack_file, namespace=pulumi.get_project()),
+)
+
 secrets = EnvironmentSecrets(name, EnvironmentSecretsArgs(given=stack.secrets))
 networks = EnvironmentNetworks(name, NetworksArgs(settings=settings))
 edge = Edge(f"{settings.project}-edge", EdgeArgs(settings=settings)) if settings.edge.caddy == "own" else None
@@ -33,10 +39,6 @@ database = Database(
 )
 redis = Redis(f"{name}-redis", RedisArgs(settings=settings, internal_network=networks.internal_name))
 
-images = ServiceImages(
-    f"{name}-images",
-    ServiceImagesArgs(settings=settings, stack_file=stack.stack_file, namespace=pulumi.get_project()),
-)
 release = settings.release
 ssh_private_key = stack.secrets.get("host_ssh_private_key")
 backup = (
@@ -46,8 +48,6 @@ backup = (
             settings=settings,
             database_url=database.host_url,
             image=images.images[release.migrations_service],
-            stack_file=stack.stack_file,
-            namespace=pulumi.get_project(),
             depends_on=[*filter(None, [database.container])],
             ssh_private_key=ssh_private_key,
         ),

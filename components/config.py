@@ -48,6 +48,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _MEMORY = re.compile(r"^(\d+)([KMG])$")
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_POSTGRES_MAJOR = re.compile(r"^(?:[a-z0-9._-]+/)*postgres:(\d+)(?:[.-][A-Za-z0-9_.-]*)?(?:@sha256:[0-9a-f]{64})?$")
 _SSH_HOST = re.compile(r"^ssh://([a-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?$")
 
 
@@ -97,6 +98,12 @@ Image = Annotated[str, AfterValidator(_image)]
 HostPath = Annotated[str, AfterValidator(_absolute_path)]
 Memory = Annotated[str, AfterValidator(_memory)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def postgres_major(image: str) -> int | None:
+    """The major version in a ``postgres:<major>[.minor][-variant]`` image reference, if it has one."""
+    match = _POSTGRES_MAJOR.match(image)
+    return int(match.group(1)) if match else None
 
 
 def memory_bytes(size: str) -> int:
@@ -408,6 +415,12 @@ class EnvironmentConfig(Settings):
                 f"release.migrations_service {self.release.migrations_service!r} is not one of services "
                 f"({', '.join(sorted(self.services))}); name the service whose image holds the migrations "
                 "(its image changing triggers backup and migrations)"
+            )
+        if self.release.backup and self.release.pg_bin is None and postgres_major(self.images.postgres) is None:
+            raise ValueError(
+                f"release.pg_bin is not set and the PostgreSQL major version cannot be read from images.postgres "
+                f"{self.images.postgres!r}; set release.pg_bin to the directory of a pg_dump at least as new as "
+                "the server, e.g. '/usr/lib/postgresql/17/bin'"
             )
         if self.release.backup and self.database.host_port is None:
             raise ValueError(

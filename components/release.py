@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,26 +28,20 @@ import pulumi
 import pulumi_command
 import pulumi_docker as docker
 
-from components.config import ConfigurationError, EnvironmentConfig
+from components.config import EnvironmentConfig, postgres_major
 from components.host_command import HostCommandArgs, host_command
 
-_POSTGRES_MAJOR = re.compile(
-    r"^(?:[a-z0-9._-]+/)*postgres:(\d+)(?:[.-][A-Za-z0-9_.-]*)?(?:@sha256:[0-9a-f]{64})?$"
-)
 
+def backup_pg_bin(settings: EnvironmentConfig) -> str:
+    """``release.pg_bin``, or Debian's client directory for the major of ``images.postgres``.
 
-def backup_pg_bin(settings: EnvironmentConfig, stack_file: str, namespace: str) -> str:
-    """``release.pg_bin``, or Debian's client directory for the major of ``images.postgres``."""
+    The configuration refuses ``release.backup`` when neither is known (``EnvironmentConfig``).
+    """
     if settings.release.pg_bin is not None:
         return settings.release.pg_bin
-    match = _POSTGRES_MAJOR.match(settings.images.postgres)
-    if match is None:
-        raise ConfigurationError(
-            f"{stack_file}: {namespace}:release.pg_bin is not set and the PostgreSQL major version cannot be "
-            f"read from {namespace}:images.postgres {settings.images.postgres!r}; set release.pg_bin to the "
-            "directory of a pg_dump at least as new as the server, e.g. '/usr/lib/postgresql/17/bin'"
-        )
-    return f"/usr/lib/postgresql/{match.group(1)}/bin"
+    major = postgres_major(settings.images.postgres)
+    assert major is not None, "validated by EnvironmentConfig"
+    return f"/usr/lib/postgresql/{major}/bin"
 
 
 def backup_script(settings: EnvironmentConfig) -> str:
@@ -73,8 +66,6 @@ class PreDeployBackupArgs:
     database_url: pulumi.Input[str]
     # Digest of the migrations service's image (the api): a new one means a new release.
     image: pulumi.Input[str]
-    stack_file: str
-    namespace: str
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
     ssh_private_key: pulumi.Input[str] | None = None
 
@@ -96,7 +87,7 @@ class PreDeployBackup(pulumi.ComponentResource):
                 script=backup_script(settings),
                 environment={
                     "OPS_DATABASE_URL": pulumi.Output.secret(args.database_url),
-                    "OPS_PG_BIN": backup_pg_bin(settings, args.stack_file, args.namespace),
+                    "OPS_PG_BIN": backup_pg_bin(settings),
                 },
                 triggers=[args.image, list(settings.release.migrations_command or [])],
                 ssh_private_key=args.ssh_private_key,

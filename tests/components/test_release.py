@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from components.config import ConfigurationError, parse_environment
+from components.config import parse_environment
 from components.release import backup_pg_bin
 from ops.backup import backup_name, list_backups, restore_database
 from tools.desired_state import RenderError, Secret
@@ -181,25 +181,28 @@ def test_bad_release_settings_name_the_key(render_stack, overrides, message):
 )
 def test_pg_dump_directory_follows_the_server_major(postgres, pg_bin):
     settings = parse_environment(_prod_values(images={"postgres": postgres}), "Pulumi.prod.yaml")
-    assert backup_pg_bin(settings, "Pulumi.prod.yaml", "makapix") == pg_bin
+    assert backup_pg_bin(settings) == pg_bin
 
 
-def test_pg_dump_directory_must_be_given_when_the_major_is_unknown(render_stack):
+@pytest.mark.parametrize("postgres", ["postgres@sha256:" + "d" * 64, "registry.local/pg:17"])
+def test_pg_dump_directory_must_be_given_when_the_major_is_unknown(render_stack, postgres):
     with pytest.raises(RenderError) as refused:
-        render_prod(render_stack, images={"postgres": "postgres@sha256:" + "d" * 64})
-    assert "Pulumi.prod.yaml: makapix:release.pg_bin is not set" in str(refused.value)
-    assert "e.g. '/usr/lib/postgresql/17/bin'" in str(refused.value)
-    settings = parse_environment(
-        _prod_values(images={"postgres": "registry.local/pg:17"}, release={"pg_bin": "/opt/pg17/bin"}),
-        "Pulumi.prod.yaml",
+        render_prod(render_stack, images={"postgres": postgres})
+    message = str(refused.value)
+    assert message.startswith("Pulumi.prod.yaml: invalid configuration (1 problem(s)):")
+    assert (
+        f"release.pg_bin is not set and the PostgreSQL major version cannot be read from images.postgres {postgres!r}"
+        in message
     )
-    assert backup_pg_bin(settings, "Pulumi.prod.yaml", "makapix") == "/opt/pg17/bin"
-    with pytest.raises(ConfigurationError, match=r"makapix:images\.postgres 'registry\.local/pg:17'"):
-        backup_pg_bin(
-            settings.model_copy(update={"release": settings.release.model_copy(update={"pg_bin": None})}),
-            "Pulumi.prod.yaml",
-            "makapix",
-        )
+    assert "e.g. '/usr/lib/postgresql/17/bin'" in message
+    pinned = parse_environment(
+        _prod_values(images={"postgres": postgres}, release={"pg_bin": "/opt/pg17/bin"}), "Pulumi.prod.yaml"
+    )
+    assert backup_pg_bin(pinned) == "/opt/pg17/bin"
+    # Without a backup nothing needs pg_dump.
+    parse_environment(
+        _prod_values(images={"postgres": postgres}, release={"backup": False}), "Pulumi.prod.yaml"
+    )
 
 
 def _prod_values(**changes: object) -> dict[str, object]:
