@@ -5,12 +5,14 @@ import pulumi
 from components.app import AppService, AppServiceArgs, application_environment, service_exports
 from components.database import Database, DatabaseArgs
 from components.edge import Edge, EdgeArgs, caddy_labels
+from components.images import DIGESTS_OUTPUT, PREVIOUS_DIGESTS_OUTPUT, ServiceImages, ServiceImagesArgs
 from components.isolation import fingerprint
 from components.isolation_check import IsolationCheck, IsolationCheckArgs
 from components.monitoring import monitoring_output
 from components.mqtt import MqttBroker, MqttBrokerArgs
 from components.networks import EnvironmentNetworks, NetworksArgs
 from components.redis import Redis, RedisArgs
+from components.release import Migrations, MigrationsArgs, PreDeployBackup, PreDeployBackupArgs
 from components.remote_workers import RemoteWorkers, RemoteWorkersArgs
 from components.sampling_reader import SamplingReader, SamplingReaderArgs
 from components.sampling_run import SamplingRun, SamplingRunArgs
@@ -20,6 +22,12 @@ from components.stack_config import load_stack_config
 stack = load_stack_config()
 settings = stack.settings
 name = settings.prefix
+
+# First: a production image without a digest is refused before any other resource is declared.
+images = ServiceImages(
+    f"{name}-images",
+    ServiceImagesArgs(settings=settings, stack_file=stack.stack_file, namespace=pulumi.get_project()),
+)
 
 secrets = EnvironmentSecrets(name, EnvironmentSecretsArgs(given=stack.secrets))
 networks = EnvironmentNetworks(name, NetworksArgs(settings=settings))
@@ -44,6 +52,23 @@ redis = Redis(
 )
 mqtt = MqttBroker(f"{name}-mqtt", MqttBrokerArgs(settings=settings, networks=networks)) if settings.mqtt else None
 
+release = settings.release
+ssh_private_key = stack.secrets.get("host_ssh_private_key")
+backup = (
+    PreDeployBackup(
+        f"{name}-backup",
+        PreDeployBackupArgs(
+            settings=settings,
+            database_url=database.host_url,
+            image=images.images[release.migrations_service],
+            depends_on=[*filter(None, [database.container])],
+            ssh_private_key=ssh_private_key,
+        ),
+    )
+    if release.backup and database.host_url is not None
+    else None
+)
+
 plain_environment, secret_environment = application_environment(
     settings, database.url, redis.url, secrets.values
 )
@@ -57,11 +82,28 @@ services = {
             secret_environment={**secret_environment, **(mqtt.secret_environment(service) if mqtt else {})},
             networks=[networks.internal_name, networks.edge_name, *networks.shared_data],
             caddy_labels=labels.get(service, {}),
-            depends_on=[*filter(None, [database.container, redis.container, mqtt and mqtt.container, edge])],
+            depends_on=[
+                *filter(None, [database.container, redis.container, mqtt and mqtt.container, edge]),
+                *([backup.command] if backup else []),
+            ],
+            image=images.images[service],
         ),
     )
     for service in settings.services
 }
+migrations = (
+    Migrations(
+        f"{name}-migrations",
+        MigrationsArgs(
+            settings=settings,
+            container=services[release.migrations_service].container,
+            image=images.images[release.migrations_service],
+            ssh_private_key=ssh_private_key,
+        ),
+    )
+    if release.migrations_command is not None
+    else None
+)
 
 if settings.remote_workers:
     RemoteWorkers(
@@ -74,8 +116,8 @@ if settings.remote_workers:
         ),
     )
 
-# Production: the sampler's read-only role. Development: the sampling run (after migrations, too:
-# the lead adds the migrations command to depends_on). Never both (sampling.enabled is dev-only).
+# Production: the sampler's read-only role. Development: the sampling run. Never both
+# (sampling.enabled is dev-only).
 sampling_reader = (
     SamplingReader(
         f"{name}-sampling-reader",
@@ -83,7 +125,7 @@ sampling_reader = (
             settings=settings,
             owner_url=database.host_url,
             depends_on=[*filter(None, [database.container])],
-            ssh_private_key=stack.secrets.get("host_ssh_private_key"),
+            ssh_private_key=ssh_private_key,
         ),
     )
     if settings.environment == "production" and database.host_url is not None
@@ -98,8 +140,12 @@ sampling_run = (
             target_url=database.host_url if settings.database.mode == "dedicated" else None,
             database_password=database.password,
             source_stack_exists=stack.stack_exists(settings.sampling.source_stack),
-            depends_on=[*filter(None, [database.container]), *(app.container for app in services.values())],
-            ssh_private_key=stack.secrets.get("host_ssh_private_key"),
+            # The sample goes into the migrated schema, after the new app containers are up.
+            depends_on=[
+                *filter(None, [database.container, migrations and migrations.command]),
+                *(app.container for app in services.values()),
+            ],
+            ssh_private_key=ssh_private_key,
         ),
     )
     if settings.sampling.enabled
@@ -142,6 +188,9 @@ if sampling_reader is not None:
     pulumi.export("sampling_source_vault", sampling_reader.source_vault)
 if sampling_run is not None:
     pulumi.export("sampling_summary", sampling_run.summary)
+pulumi.export(DIGESTS_OUTPUT, images.digests)
+if images.previous_digests is not None:
+    pulumi.export(PREVIOUS_DIGESTS_OUTPUT, images.previous_digests)
 pulumi.export(
     "services",
     {

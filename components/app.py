@@ -39,6 +39,8 @@ class AppServiceArgs:
     networks: list[pulumi.Input[str]]
     caddy_labels: dict[str, str] = field(default_factory=dict)
     depends_on: list[pulumi.Resource] = field(default_factory=list)
+    # The image the container runs (a digest, from ServiceImages); None: the configured image.
+    image: pulumi.Input[str] | None = None
 
 
 class AppService(pulumi.ComponentResource):
@@ -56,7 +58,7 @@ class AppService(pulumi.ComponentResource):
         self.container = docker.Container(
             f"{name}-container",
             name=settings.container_name(args.service),
-            image=service.image,
+            image=args.image if args.image is not None else service.image,
             command=worker_command(service) if service.command or service.queues else None,
             envs=environment_list({**args.plain_environment, **service.environment}, args.secret_environment),
             mounts=[

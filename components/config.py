@@ -49,6 +49,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _MEMORY = re.compile(r"^(\d+)([KMG])$")
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_POSTGRES_MAJOR = re.compile(r"^(?:[a-z0-9._-]+/)*postgres:(\d+)(?:[.-][A-Za-z0-9_.-]*)?(?:@sha256:[0-9a-f]{64})?$")
 _SSH_HOST = re.compile(r"^ssh://([a-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?$")
 
 
@@ -98,6 +99,12 @@ Image = Annotated[str, AfterValidator(_image)]
 HostPath = Annotated[str, AfterValidator(_absolute_path)]
 Memory = Annotated[str, AfterValidator(_memory)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def postgres_major(image: str) -> int | None:
+    """The major version in a ``postgres:<major>[.minor][-variant]`` image reference, if it has one."""
+    match = _POSTGRES_MAJOR.match(image)
+    return int(match.group(1)) if match else None
 
 
 def memory_bytes(size: str) -> int:
@@ -344,6 +351,43 @@ class HostSettings(Settings):
     python: str = Field(default=".venv/bin/python", pattern=r"^[A-Za-z0-9._/-]+$", examples=[".venv/bin/python"])
 
 
+class PromotionSettings(Settings):
+    """Where production's image digests come from (issue 7 "flip the switch").
+
+    Production runs images by digest only: each service's digest is promoted from the stack
+    named here (its ``image_digests`` output: what development runs), unless the stack file pins
+    that service to a digest itself (``services.<name>.image: repo@sha256:...``); a pin wins.
+    """
+
+    # None: no promotion, every production service image must be a digest in the stack file.
+    from_stack: str | None = Field(default=None, examples=["dev"])
+
+
+class ReleaseSettings(Settings):
+    """What a deploy does around new application images: back up first, then migrate."""
+
+    # pg_dump -Fc of the database before new app containers start, when the api image or migrations change.
+    backup: bool = False
+    backup_dir: HostPath = Field(default="/srv/makapix/backups", examples=["/srv/makapix/backups"])
+    keep: int = Field(default=7, ge=1, le=1000, examples=[7])
+    # Directory of pg_dump on the Docker host; default /usr/lib/postgresql/<images.postgres major>/bin.
+    pg_bin: HostPath | None = Field(default=None, examples=["/usr/lib/postgresql/17/bin"])
+    # Seconds the backup waits for a freshly started database to accept connections.
+    wait_seconds: int = Field(default=120, ge=0, le=3600, examples=[120])
+    # Run with `docker exec` in the new container of `migrations_service`; None: no migrations.
+    migrations_command: list[str] | None = Field(
+        default_factory=lambda: ["alembic", "upgrade", "head"], examples=[["alembic", "upgrade", "head"]]
+    )
+    migrations_service: str = Field(default="api", pattern=_NAME.pattern, examples=["api"])
+
+    @field_validator("migrations_command")
+    @classmethod
+    def _not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or not all(value)):
+            raise ValueError("give the command as a non-empty list of words, or null for no migrations")
+        return value
+
+
 class IsolationSettings(Settings):
     """How the dev stack checks itself against the prod stack before deploying."""
 
@@ -473,6 +517,8 @@ class EnvironmentConfig(Settings):
     edge: EdgeSettings
     host: HostSettings = HostSettings()
     isolation: IsolationSettings = IsolationSettings()
+    promotion: PromotionSettings = PromotionSettings()
+    release: ReleaseSettings = ReleaseSettings()
     sampling: SamplingSettings = SamplingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
 
@@ -527,6 +573,24 @@ class EnvironmentConfig(Settings):
                 )
         if self.database.table_prefix and self.database.mode != "shared":
             raise ValueError("database.table_prefix is set but database.mode is not 'shared'")
+        uses_service = self.release.migrations_command is not None or self.release.backup
+        if uses_service and self.release.migrations_service not in self.services:
+            raise ValueError(
+                f"release.migrations_service {self.release.migrations_service!r} is not one of services "
+                f"({', '.join(sorted(self.services))}); name the service whose image holds the migrations "
+                "(its image changing triggers backup and migrations)"
+            )
+        if self.release.backup and self.release.pg_bin is None and postgres_major(self.images.postgres) is None:
+            raise ValueError(
+                f"release.pg_bin is not set and the PostgreSQL major version cannot be read from images.postgres "
+                f"{self.images.postgres!r}; set release.pg_bin to the directory of a pg_dump at least as new as "
+                "the server, e.g. '/usr/lib/postgresql/17/bin'"
+            )
+        if self.release.backup and self.database.host_port is None:
+            raise ValueError(
+                "release.backup is true but database.host_port is null: the backup connects to the "
+                "database's host port; set database.host_port (e.g. 55432) or release.backup: false"
+            )
         routed = [name for name, service in self.services.items() if service.route is not None]
         for name in routed:
             if self.services[name].port is None:
@@ -636,10 +700,13 @@ def environment_defaults(environment: str, name: str | None = None, profile: str
         "isolation": {"peer_stack": None if production else "prod"},
         "sampling": {"enabled": not production},
         "application": {"variables": dict(_MAKAPIX_VARIABLES)},
+        # Production runs what development verified (by digest) and is backed up before each release.
+        "promotion": {"from_stack": "dev" if production else None},
+        "release": {"backup": production, "backup_dir": f"/srv/makapix/backups/{name}"},
     }
     if profile == "clippyfront":
         # Top-level replace, not merge: ClippyFront has other services and no MQTT or email.
-        defaults.update(_clippyfront_defaults(production, limits))
+        defaults.update(_clippyfront_defaults(production, name, limits))
     return defaults
 
 
@@ -687,7 +754,7 @@ _CLIPPYFRONT_VARIABLES = {
 }
 
 
-def _clippyfront_defaults(production: bool, limits: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _clippyfront_defaults(production: bool, name: str, limits: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """000: one database ``clippy_front`` with table prefixes, one Redis with a DB per environment."""
     image = "ghcr.io/clippyfront/clippyfront:1.0.0"
     return {
@@ -734,6 +801,13 @@ def _clippyfront_defaults(production: bool, limits: dict[str, dict[str, Any]]) -
             "admin": {"username": "admin", "email": "admin@clippyfront.com"},
         },
         "sampling": {"enabled": not production, "config_file": "examples/clippyfront/sampling.yaml"},
+        # 000 "Database Migrations": Flask-Migrate, run in the new web container.
+        "release": {
+            "backup": production,
+            "backup_dir": f"/srv/clippyfront/backups/{name}",
+            "migrations_command": ["flask", "db", "upgrade"],
+            "migrations_service": "web",
+        },
     }
 
 

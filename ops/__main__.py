@@ -1,7 +1,7 @@
 """``python -m ops``: operations tools for the two environments.
 
     python -m ops alerts OUTPUTS.json [--output FILE]
-    python -m ops backup --dir DIR [--keep N] [--pg-bin DIR] [--json]
+    python -m ops backup --dir DIR [--keep N] [--pg-bin DIR] [--wait SECONDS] [--json]
     python -m ops restore --dir DIR [--backup FILE] [--pg-bin DIR] [--json]
     python -m ops schema          (JSON Schema of the `monitoring` stack output)
 
@@ -20,7 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ops.alerts import load_monitoring, render_alert_rules
-from ops.backup import DEFAULT_KEEP, backup_database, database_url_from_environment, restore_database
+from ops.backup import (
+    DEFAULT_KEEP,
+    backup_database,
+    database_url_from_environment,
+    restore_database,
+    wait_for_server,
+)
 from ops.errors import OpsError
 from ops.monitoring import monitoring_json_schema
 
@@ -41,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
         "--keep", type=int, default=DEFAULT_KEEP, help=f"backups to keep (default {DEFAULT_KEEP})"
     )
     backup.add_argument("--pg-bin", type=Path, help="directory of pg_dump (default $OPS_PG_BIN, then PATH)")
+    backup.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the server to accept connections (a fresh container)",
+    )
     backup.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
     restore = commands.add_parser("restore", help="restore the newest (or a named) backup in one transaction")
@@ -78,6 +91,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         elif arguments.command == "schema":
             print(json.dumps(monitoring_json_schema(), indent=2, sort_keys=True, ensure_ascii=False))
         elif arguments.command == "backup":
+            if arguments.wait > 0:
+                wait_for_server(database_url_from_environment(), arguments.wait)
             result = backup_database(
                 database_url_from_environment(), arguments.dir, keep=arguments.keep, pg_bin=arguments.pg_bin
             )

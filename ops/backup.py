@@ -19,10 +19,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
+
+import psycopg
 
 from ops.errors import OpsError
 from ops.pgenv import connection_parameters, libpq_environment, mask_url
@@ -117,6 +120,27 @@ def list_backups(directory: Path, database: str | None = None) -> list[BackupFil
         created_at = datetime.strptime(match["stamp"], _STAMP_FORMAT).replace(tzinfo=UTC)
         backups.append(BackupFile(entry, match["database"], created_at))
     return sorted(backups, key=lambda backup: backup.created_at, reverse=True)
+
+
+def wait_for_server(url: str, seconds: float, *, interval: float = 1.0) -> None:
+    """Return once the database at ``url`` accepts a connection; fail after ``seconds``.
+
+    A deploy starts the backup right after creating a fresh database container, which needs a few
+    seconds before it accepts connections.
+    """
+    connection_parameters(url, DATABASE_URL_VARIABLE)  # a malformed URL is an error at once, not a wait
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with psycopg.connect(url, connect_timeout=max(1, min(10, int(seconds) or 1))):
+                return
+        except psycopg.OperationalError as error:
+            if time.monotonic() + interval > deadline:
+                raise OpsError(
+                    f"{mask_url(url)} did not accept a connection within {seconds:g} s: "
+                    f"{mask_url(str(error).strip())}; no backup was written"
+                ) from None
+        time.sleep(interval)
 
 
 def pg_dump_command(pg_dump: Path, target: Path) -> list[str]:

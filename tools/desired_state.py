@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import hashlib
 import json
 import os
 import runpy
@@ -183,6 +184,18 @@ class _RecordingMonitor(mocks.MockMonitor):
 ResourceState = Callable[[mocks.MockResourceArgs], dict[str, Any] | None]
 
 
+def fake_repo_digest(image: str) -> str:
+    """A stable stand-in for the ``repo@sha256:<hex>`` Docker reports after pulling ``image``.
+
+    A name with a digest keeps it (without the tag, as Docker reports it); a tag gets the SHA-256
+    of the name, so a different tag means a different digest, as after a real push.
+    """
+    name, _, digest = image.partition("@")
+    repository, slash, last = name.rpartition("/")
+    repository = f"{repository}{slash}{last.split(':', 1)[0]}"
+    return f"{repository}@{digest or 'sha256:' + hashlib.sha256(image.encode()).hexdigest()}"
+
+
 class _StackMocks(mocks.Mocks):
     """Outputs equal inputs, plus stable placeholders for what a provider would compute."""
 
@@ -205,6 +218,9 @@ class _StackMocks(mocks.Mocks):
             state = {"name": stack_name, "outputs": self.references[short], "secretOutputNames": []}
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = f"mock-secret-{args.name}"
+        elif args.typ == "docker:index/remoteImage:RemoteImage":
+            # What Docker reports after a pull: repo@sha256:<hex>, here derived from the name.
+            state["repoDigest"] = fake_repo_digest(str(args.inputs["name"]))
         elif args.typ.startswith("tls:"):
             # Output names as the provider returns them (camelCase); the SDK maps them to attributes.
             for key in ("privateKeyPem", "privateKeyOpenssh", "certPem", "certRequestPem", "publicKeyPem"):
@@ -290,7 +306,15 @@ def render(
     )
 
     def run() -> None:
-        pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
+        # "organization": the organization of every stack in a self-managed (file, S3...) backend.
+        pulumi.runtime.set_mocks(
+            monitor.mocks,
+            project=project,
+            stack=stack,
+            preview=False,
+            monitor=monitor,
+            organization="organization",
+        )
         pulumi.runtime.set_all_config(config, secret_keys)
         # A failed earlier render may leave pending work behind; start from none, as pulumi.runtime.test does.
         runtime_settings.SETTINGS.rpc_manager.clear()

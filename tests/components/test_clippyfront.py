@@ -14,7 +14,7 @@ from components.caddy_labels import ROBOTS_TAG, ROBOTS_TXT
 from components.config import ConfigurationError, merge_settings, parse_environment
 from components.isolation import check_pair, find_collisions, fingerprint
 from tools.caddy_docker_proxy import LabelledContainer, caddyfile_from_containers
-from tools.desired_state import RenderError, Secret
+from tools.desired_state import RenderError, Secret, fake_repo_digest
 
 PROJECT = Path(__file__).resolve().parents[2] / "examples" / "clippyfront"
 CONTAINER = "docker:index/container:Container"
@@ -93,7 +93,8 @@ def test_web_and_worker_get_exactly_000s_settings(render_stack, stack_name, pref
         }
         assert isinstance(container.inputs["envs"], Secret)  # the secrets hide the whole list
         inputs = container.plain_inputs()
-        assert inputs["image"] == "ghcr.io/clippyfront/clippyfront:1.0.0"
+        # Both run what the tag resolved to in development (prod through promotion).
+        assert inputs["image"] == fake_repo_digest("ghcr.io/clippyfront/clippyfront:1.0.0")
         assert [n["name"] for n in inputs["networksAdvanced"]] == [
             f"clippyfront-{stack_name}-internal",
             f"clippyfront-{stack_name}-edge",

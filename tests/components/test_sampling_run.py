@@ -38,7 +38,12 @@ def triggers(render_stack: Callable[..., Any], **overrides: Any) -> list[Any]:
 def test_prod_declares_no_sampling_run_and_refuses_one(render_stack: Callable[..., Any]) -> None:
     prod = render_stack("prod")
     commands = [resource.name for resource in prod.of_type("command:local:Command")]
-    assert commands == ["makapix-prod-sampling-reader-grant"]
+    # Its host commands: the reader grant and the release's backup and migrations, no sampling run.
+    assert sorted(commands) == [
+        "makapix-prod-backup-pg-dump",
+        "makapix-prod-migrations-run",
+        "makapix-prod-sampling-reader-grant",
+    ]
     assert not [r for r in prod.resources if "stack-run" in json.dumps(r.plain_inputs())]
     assert prod.of_type("makapix:environment:SamplingRun") == []
     assert "sampling_summary" not in prod.outputs

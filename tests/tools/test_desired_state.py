@@ -60,12 +60,13 @@ def test_secrets_are_redacted_and_never_printed(render_stack):
 
 
 @pytest.mark.parametrize("project_dir", [ROOT, CLIPPYFRONT], ids=["makapix", "clippyfront"])
-def test_stack_reference_file_is_the_prod_render(project_dir, render_stack):
-    """stack_references/prod.json must be what the prod program exports, or dev's check is a fiction."""
+@pytest.mark.parametrize("stack", ["prod", "dev"])
+def test_stack_reference_file_is_the_stack_render(stack, project_dir, render_stack):
+    """stack_references/STACK.json must be what the program exports (dev reads prod's, prod reads dev's)."""
     from tools.desired_state import _redact
 
-    recorded = json.loads((project_dir / "stack_references" / "prod.json").read_text())
-    assert recorded == _redact(render_stack("prod", project_dir=project_dir).outputs)
+    recorded = json.loads((project_dir / "stack_references" / f"{stack}.json").read_text())
+    assert recorded == _redact(render_stack(stack, project_dir=project_dir).outputs)
 
 
 def test_pulumi_yaml_main_runs_the_program_it_names(tmp_path):
@@ -88,6 +89,18 @@ def test_pulumi_yaml_main_runs_the_program_it_names(tmp_path):
         "cwd": "program",
         "project": "elsewhere",
     }
+
+
+def test_mock_remote_image_digest_is_stable_and_follows_the_name():
+    from tools.desired_state import fake_repo_digest
+
+    tagged = fake_repo_digest("ghcr.io/makapix/api:1.0.0")
+    assert tagged == fake_repo_digest("ghcr.io/makapix/api:1.0.0")
+    assert tagged.startswith("ghcr.io/makapix/api@sha256:") and len(tagged.split(":")[-1]) == 64
+    assert tagged != fake_repo_digest("ghcr.io/makapix/api:1.0.1")
+    pinned = "ghcr.io/makapix/api@sha256:" + "e" * 64
+    assert fake_repo_digest("ghcr.io/makapix/api:1.0.0@sha256:" + "e" * 64) == pinned
+    assert fake_repo_digest("registry.local:5000/api:2").startswith("registry.local:5000/api@sha256:")
 
 
 def test_a_wrong_expectation_fails(render_stack):
