@@ -112,6 +112,7 @@ if settings.remote_workers:
             settings=settings,
             database_password=database.password,
             secrets=secrets.values,
+            images=images.images,
             depends_on=[*filter(None, [database.container, redis.container])],
         ),
     )

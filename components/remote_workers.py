@@ -45,6 +45,8 @@ class RemoteWorkersArgs:
     settings: EnvironmentConfig
     database_password: pulumi.Output[str]
     secrets: dict[str, pulumi.Output[str]]
+    # The image each local service runs (by digest in production: ServiceImages); a remote worker runs the same.
+    images: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     # Production's Redis and PostgreSQL containers: a worker starts after them.
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
@@ -96,7 +98,7 @@ class RemoteWorkers(pulumi.ComponentResource):
             self.containers[worker.name] = docker.Container(
                 f"{name}-{worker.name}-container",
                 name=remote_container_name(settings, worker),
-                image=service.image,
+                image=args.images.get(worker.service, service.image),
                 command=worker_command(remote_service),
                 envs=environment_list({**plain, **service.environment, **worker.environment}, secret),
                 gpus=worker.gpus,

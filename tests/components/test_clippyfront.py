@@ -191,6 +191,9 @@ def test_remote_worker_runs_on_its_own_docker_host_bound_to_production(render_st
     inputs = worker.plain_inputs()
     assert inputs["name"] == "clippyfront-prod-worker-gpu1"
     assert inputs["gpus"] == "all"
+    # Exactly the image the local worker runs: production's promoted digest, never the tag.
+    local_worker = prod.get(CONTAINER, "clippyfront-prod-worker-container").plain_inputs()
+    assert inputs["image"] == local_worker["image"] == fake_repo_digest("ghcr.io/clippyfront/clippyfront:1.0.0")
     assert inputs["command"][-3:] == ["-Q", "gpu", "--concurrency=1"]
     assert isinstance(worker.inputs["envs"], Secret)
     environment = envs(worker)
