@@ -56,45 +56,6 @@ _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
-class RouteSettings:
-    """How the shared Caddy reaches one environment."""
-
-    domain: str  # e.g. "development.makapix.club"
-    ingress_network: str  # the Docker network Caddy shares with this environment's web and api
-    api_prefix: str = "/api"
-    # The Makapix api serves its routes under /api/..., so by default the prefix is passed on.
-    strip_api_prefix: bool = False
-    api_port: int = 8000
-    web_port: int = 3000
-    block_crawlers: bool = False  # True for development
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not _DOMAIN.match(self.domain):
-            problems.append(f"domain {self.domain!r} is not a DNS name (e.g. 'development.makapix.club')")
-        if not _NETWORK.match(self.ingress_network):
-            problems.append(f"ingress_network {self.ingress_network!r} is not a Docker network name")
-        if not _PATH_PREFIX.match(self.api_prefix):
-            problems.append(
-                f"api_prefix {self.api_prefix!r} is not a URL path without trailing slash (e.g. '/api')"
-            )
-        for name in ("api_port", "web_port"):
-            port = getattr(self, name)
-            if not isinstance(port, int) or not 1 <= port <= 65535:
-                problems.append(f"{name} {port!r} is not a TCP port (1-65535)")
-        if problems:
-            raise ValueError("invalid Caddy route settings: " + "; ".join(problems))
-
-
-@dataclass(frozen=True)
-class ContainerLabels:
-    """The labels to put on the environment's web and api containers."""
-
-    web: dict[str, str]
-    api: dict[str, str]
-
-
-@dataclass(frozen=True)
 class ServiceRoute:
     """One routed service: requests under ``path`` go to its ``port``; ``"/"`` is everything else."""
 
@@ -178,20 +139,3 @@ def site_labels(site: SiteSettings) -> dict[str, dict[str, str]]:
             proxy = next(label for label in service_labels if label.endswith(".reverse_proxy"))
             service_labels[f"{proxy}.header_down"] = "-X-Robots-Tag"
     return labels
-
-
-def route_labels(settings: RouteSettings) -> ContainerLabels:
-    """Labels for web (everything) and api (``<api_prefix>/*``) of one environment (Makapix's two routes)."""
-    labels = site_labels(
-        SiteSettings(
-            domain=settings.domain,
-            ingress_network=settings.ingress_network,
-            routes=(
-                ServiceRoute("api", settings.api_prefix, settings.api_port),
-                ServiceRoute("web", "/", settings.web_port),
-            ),
-            strip_prefixes=settings.strip_api_prefix,
-            block_crawlers=settings.block_crawlers,
-        )
-    )
-    return ContainerLabels(web=labels["web"], api=labels["api"])
