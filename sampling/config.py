@@ -140,6 +140,8 @@ class Anonymisation(_Strict):
 class VaultOptions(_Strict):
     """How ``python -m sampling stack-run`` finds the sampled posts' vault files (docs/vault.md)."""
 
+    #: False: the application keeps no per-post files to copy (ClippyFront); stack-run copies none.
+    enabled: bool = True
     #: Posts table in the target as ``sampling.vault`` names it; default: the target name of ``posts``.
     posts_table: str | None = None
     template: str = "{storage_shard}/{storage_key}.{format}"

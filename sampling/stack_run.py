@@ -108,14 +108,16 @@ def _not_loaded(reason: str, source_stack: str | None) -> StackRunSummary:
 def _copy_vault(config: SamplingConfig, target_url: str) -> VaultFiles | None:
     source_vault = os.environ.get(SOURCE_VAULT_ENV, "")
     target_vault = os.environ.get(TARGET_VAULT_ENV, "")
-    if not source_vault or not target_vault:
+    if not config.vault.enabled or not source_vault or not target_vault:
         return None
     if not Path(source_vault).is_dir():
         reason = f"the production vault {source_vault} is not a directory on this host; no file copied"
         _say(f"vault: {reason}")
         return VaultFiles(skipped=reason)
     options = config.vault
-    posts_table = options.posts_table or ".".join(target_name(config, (config.schemas[0], "posts")))
+    # The target name of the source's posts table (with the source prefix, as target_name expects).
+    source_posts = (config.schemas[0], config.mapping.source_prefix + "posts")
+    posts_table = options.posts_table or ".".join(target_name(config, source_posts))
     summary = sync_vault(
         target_url,
         Path(source_vault),

@@ -233,3 +233,66 @@ def test_a_missing_production_vault_is_reported_and_a_failed_sample_fails_the_co
     failed = run_declared(command, environment)
     assert failed.returncode == 1 and failed.stdout == ""
     assert "badge_grants" in failed.stderr
+
+
+CLIPPYFRONT = ROOT / "examples" / "clippyfront"
+CLIPPYFRONT_SCHEMA = """
+CREATE TYPE userrole AS ENUM ('user', 'admin');
+CREATE TABLE opt_users (id int PRIMARY KEY, email text NOT NULL, role userrole NOT NULL);
+CREATE TABLE dev_users (id int PRIMARY KEY, email text NOT NULL, role userrole NOT NULL);
+CREATE TABLE opt_team_invitations (id int PRIMARY KEY, invited_by int REFERENCES opt_users, token text);
+CREATE TABLE dev_team_invitations (id int PRIMARY KEY, invited_by int REFERENCES dev_users, token text);
+INSERT INTO opt_users SELECT i, 'person' || i || '@example.com', 'user' FROM generate_series(1, 40) i;
+INSERT INTO opt_team_invitations VALUES (1, 1, 'secret-token');
+"""
+
+
+def test_clippyfront_dev_samples_opt_into_dev_in_one_database_and_copies_no_files(
+    render_stack: Callable[..., Any],
+    make_database: Callable[[], str],
+    execute: Callable[[str, str], None],
+    rows: Callable[[str, str], list[tuple[Any, ...]]],
+    tmp_path: Path,
+) -> None:
+    """ClippyFront's declared run: opt_* into dev_* of clippy_front, its instance directory left alone."""
+    database = make_database()
+    execute(database, CLIPPYFRONT_SCHEMA)
+    prod = json.loads((CLIPPYFRONT / "stack_references" / "prod.json").read_text())
+    prod.update(
+        sampling_source_url="postgresql://clippyfront_sampler:Pw@127.0.0.1:55432/clippy_front",
+        shared_database_password="the-servers-password",
+    )
+    rendering = render_stack("dev", project_dir=CLIPPYFRONT, references={"prod": prod})
+    command = rendering.get("command:local:Command", "clippyfront-dev-sampling-command")
+    environment = command.plain_inputs()["environment"]
+    # Shared mode: development's prefix on production's server, reached through the same loopback port.
+    assert environment["SAMPLING_TARGET_URL"] == (
+        "postgresql://clippyfront:the-servers-password@127.0.0.1:55432/clippy_front"
+    )
+    production_instance, development_instance = tmp_path / "instance-prod", tmp_path / "instance-dev"
+    (production_instance / "uploads").mkdir(parents=True)
+    (development_instance / "uploads").mkdir(parents=True)
+    (development_instance / "uploads/dev-only.mp4").write_bytes(b"a development upload")
+    environment.update(
+        SAMPLING_SOURCE_URL=database,
+        SAMPLING_TARGET_URL=database,
+        SAMPLING_SOURCE_VAULT=str(production_instance),
+        SAMPLING_TARGET_VAULT=str(development_instance),
+    )
+    create = command.inputs["create"].replace(".venv/bin/python", sys.executable, 1)
+    done = run_declared(create, environment)
+
+    assert done.returncode == 0, done.stderr
+    summary = parse_summary(done.stdout)
+    assert summary["loaded"] is True and summary["vault"] is None
+    # About 10 % of 40 (seeded hash selection), each a production user.
+    sampled = {user_id for (user_id,) in rows(database, "SELECT id FROM dev_users")}
+    assert 0 < len(sampled) < 40 and sampled <= set(range(1, 41))
+    assert summary["tables"]["public.dev_users"]["rows"] == len(sampled)
+    assert rows(database, "SELECT count(*) FROM opt_users") == [(40,)]  # the source is untouched
+    assert all(
+        email.endswith("@dev.clippyfront.local") for (email,) in rows(database, "SELECT email FROM dev_users")
+    )
+    assert rows(database, "SELECT count(*) FROM dev_team_invitations") == [(0,)]
+    # No per-row file layout: nothing copied, nothing pruned from development's instance directory.
+    assert (development_instance / "uploads/dev-only.mp4").read_bytes() == b"a development upload"
