@@ -53,7 +53,7 @@ redis = Redis(
 mqtt = MqttBroker(f"{name}-mqtt", MqttBrokerArgs(settings=settings, networks=networks)) if settings.mqtt else None
 
 release = settings.release
-ssh_private_key = stack.secrets.get("host_ssh_private_key")
+ssh_private_key = stack.deploy_secrets.get("host_ssh_private_key")
 backup = (
     PreDeployBackup(
         f"{name}-backup",
@@ -113,7 +113,8 @@ if settings.remote_workers:
             database_password=database.password,
             secrets=secrets.values,
             images=images.images,
-            depends_on=[*filter(None, [database.container, redis.container])],
+            # Like the local app containers: the new image starts only after the pre-deploy backup.
+            depends_on=[*filter(None, [database.container, redis.container, backup and backup.command])],
         ),
     )
 

@@ -42,6 +42,9 @@ SECRET_KEYS = {
     "admin_password": "password of the application's admin user; generated when not given",
     "host_ssh_private_key": "SSH key for host commands when host.ssh_host is set (sampling run, backups)",
 }
+# Secrets of the deployment, not of the application: never passed to containers nor fingerprinted
+# (both stacks may well deploy to the same host with the same key).
+DEPLOY_SECRET_KEYS = frozenset({"host_ssh_private_key"})
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)([a-z0-9-]{1,63}(?<!-)\.)+[a-z]{2,63}$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -454,7 +457,11 @@ APPLICATION_SOURCES = {
     "oauth.redirect_uri": "the OAuth callback derived from the web domain",
     "admin.username": "application.admin.username",
     "admin.email": "application.admin.email",
-    **{f"secret.{key}": f"{meaning} (secret; not passed when unset)" for key, meaning in SECRET_KEYS.items()},
+    **{
+        f"secret.{key}": f"{meaning} (secret; not passed when unset)"
+        for key, meaning in SECRET_KEYS.items()
+        if key not in DEPLOY_SECRET_KEYS
+    },
 }
 
 
@@ -585,6 +592,11 @@ class EnvironmentConfig(Settings):
                 f"release.pg_bin is not set and the PostgreSQL major version cannot be read from images.postgres "
                 f"{self.images.postgres!r}; set release.pg_bin to the directory of a pg_dump at least as new as "
                 "the server, e.g. '/usr/lib/postgresql/17/bin'"
+            )
+        if self.release.backup and self.database.mode == "shared" and self.environment != "production":
+            raise ValueError(
+                "release.backup is true but this stack's database lives on production's shared server; "
+                "the production stack backs that server up: set release.backup: false"
             )
         if self.release.backup and self.database.host_port is None:
             raise ValueError(

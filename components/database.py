@@ -78,9 +78,11 @@ class Database(pulumi.ComponentResource):
         self.url = database_url(
             database.user, self.password, self.host if shared else "db", 5432, database.name
         )
+        # Only the stack that runs a server publishes it; a guest of the shared server has no host port.
+        publishes = not shared or settings.environment == "production"
         self.host_url = (
             database_url(database.user, self.password, "127.0.0.1", database.host_port, database.name)
-            if database.host_port is not None
+            if database.host_port is not None and publishes
             else None
         )
         self.container = None

@@ -51,8 +51,9 @@ def host_ports(settings: EnvironmentConfig) -> list[int]:
     mqtt = settings.mqtt
     publishes_mqtt = mqtt is not None and (mqtt.mode == "dedicated" or settings.environment == "production")
     ports = [mqtt.public_port] if mqtt is not None and publishes_mqtt else []
-    if settings.database.host_port is not None:
-        ports.append(settings.database.host_port)
+    database = settings.database
+    if database.host_port is not None and (database.mode == "dedicated" or settings.environment == "production"):
+        ports.append(database.host_port)
     if settings.edge.caddy == "own":
         ports += [settings.edge.http_port, settings.edge.https_port]
     if settings.remote_access is not None:
@@ -123,6 +124,9 @@ def fingerprint(settings: EnvironmentConfig, secret_hashes: dict[str, str] | Non
         if settings.mqtt is not None
         else None,
         "vault_path": settings.vault.host_path,
+        # Backups rotate by database name: another environment's dumps in the same directory would be
+        # pruned, or restored, as this one's.
+        "backup_dir": settings.release.backup_dir if settings.release.backup else None,
         "domains": sorted(
             {settings.domain.root, settings.domain.web_domain, *filter(None, [settings.domain.vault])}
         ),
@@ -195,6 +199,15 @@ def find_collisions(mine: Fingerprint, theirs: Fingerprint) -> list[Collision]:
                 "vault path", f"{mine['vault_path']!r} and {theirs['vault_path']!r} overlap on the host"
             )
         )
+    mine_backups, their_backups = mine.get("backup_dir"), theirs.get("backup_dir")
+    overlapping = [
+        (mine_backups, "backup directory", their_backups),
+        (mine_backups, "vault path", theirs["vault_path"]),
+        (their_backups, "vault path", mine["vault_path"]),
+    ]
+    for backup_dir, kind, path in overlapping:
+        if backup_dir and path and (_inside(backup_dir, path) or _inside(path, backup_dir)):
+            found.append(Collision("backup directory", f"backups in {backup_dir!r} overlap the {kind} {path!r}"))
     for domain in sorted(set(mine["domains"]) & set(theirs["domains"])):
         found.append(Collision("domain", f"both environments answer for {domain!r}"))
     if mine["oauth"].get("client_id") and mine["oauth"].get("client_id") == theirs["oauth"].get("client_id"):

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from components.config import SECRET_KEYS, ConfigurationError, EnvironmentConfig, parse_environment
+from components.config import (
+    DEPLOY_SECRET_KEYS,
+    SECRET_KEYS,
+    ConfigurationError,
+    EnvironmentConfig,
+    parse_environment,
+)
 
 
 @dataclass(frozen=True)
@@ -18,8 +24,11 @@ class StackConfig:
     """The validated settings of this stack plus its secret config values (as Pulumi secrets)."""
 
     settings: EnvironmentConfig
+    # The application's secrets (reach containers, fingerprinted as hashes).
     secrets: dict[str, pulumi.Output[str]]
     stack_file: str
+    # The deployment's own secrets (DEPLOY_SECRET_KEYS), e.g. the SSH key of host commands.
+    deploy_secrets: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     # Stacks known not to exist on this backend (MAKAPIX_ABSENT_STACKS, set by scripts/up): no
     # StackReference may name them, Pulumi would fail the whole deployment.
     absent_stacks: frozenset[str] = frozenset()
@@ -87,8 +96,15 @@ def load_stack_config() -> StackConfig:
         )
     config = pulumi.Config(namespace)
     secrets: dict[str, pulumi.Output[str]] = {}
+    deploy_secrets: dict[str, pulumi.Output[str]] = {}
     for key in SECRET_KEYS:
         secret = config.get_secret(key)
         if secret is not None:
-            secrets[key] = secret
-    return StackConfig(settings=settings, secrets=secrets, stack_file=stack_file, absent_stacks=absent_stacks)
+            (deploy_secrets if key in DEPLOY_SECRET_KEYS else secrets)[key] = secret
+    return StackConfig(
+        settings=settings,
+        secrets=secrets,
+        stack_file=stack_file,
+        deploy_secrets=deploy_secrets,
+        absent_stacks=absent_stacks,
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 from components.config import HostSettings
 from components.host_command import environment_file, remote_script
@@ -45,3 +48,34 @@ def test_a_failing_command_fails_the_script() -> None:
     host = HostSettings(ssh_host="10.0.0.5", checkout="/")
     result = subprocess.run(["/bin/sh", "-c", remote_script(host, "exit 3")], input="", check=False)
     assert result.returncode == 3
+
+
+def test_one_deploy_key_for_both_stacks_is_no_collision_and_reaches_only_the_ssh_connection(
+    tmp_path: Path,
+) -> None:
+    """The SSH key of host commands is the deployment's, not the application's: both stacks may share it."""
+    from tools.desired_state import Secret, _redact, render
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "Pulumi.yaml").write_text(f"name: makapix\nruntime: python\nmain: {root}\n")
+    for stack in ("prod", "dev"):
+        document = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text())
+        document["config"]["makapix:host"] = {"ssh_host": "10.0.0.5"}
+        document["config"]["makapix:host_ssh_private_key"] = {"secure": "v1:the-same-ciphertext"}
+        (tmp_path / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(document))
+    recorded = {
+        stack: json.loads((root / "stack_references" / f"{stack}.json").read_text())
+        for stack in ("prod", "dev")
+    }
+    prod = render("prod", tmp_path, references=recorded)
+    assert "host_ssh_private_key" not in json.dumps(prod.outputs["isolation_fingerprint"])
+    # The dev render runs its isolation check against this prod: it must find no collision.
+    dev = render("dev", tmp_path, references={"prod": _redact(prod.outputs)})
+    command = dev.get("command:remote:Command", "makapix-dev-sampling-command")
+    assert isinstance(command.inputs["connection"], Secret) or isinstance(
+        command.inputs["connection"]["privateKey"], Secret
+    )
+    for container in dev.of_type("docker:index/container:Container"):
+        assert "placeholder-for-makapix-host_ssh_private_key" not in json.dumps(
+            container.plain_inputs(), default=str
+        )

@@ -194,6 +194,9 @@ def test_development_joins_the_shared_servers_with_its_own_database_and_index(re
     )
     names = {c.plain_inputs()["name"] for c in dev.of_type(CONTAINER)}
     assert names == {"makapix-dev-api", "makapix-dev-web", "makapix-dev-worker"}
+    # A guest of production's server publishes nothing: no host URL pointing at a port nobody listens on.
+    assert "database_host_url" not in dev.outputs
+    assert 55433 not in dev.outputs["isolation_fingerprint"]["host_ports"]
     api = dev.get(CONTAINER, "makapix-dev-api-container").plain_inputs()
     envs = dict(entry.split("=", 1) for entry in api["envs"])
     assert (
@@ -216,3 +219,15 @@ def test_each_service_exports_name_networks_limits_and_endpoint(render_stack):
     assert api["limits"] == {"cpus": 1.0, "memory": "512M", "memory_reservation": "256M"}
     assert api["internal_endpoint"] == "http://api:8000"
     assert render_stack("dev").outputs["services"]["worker"].get("internal_endpoint") is None
+
+
+def test_a_guest_of_the_shared_server_refuses_to_back_it_up(render_stack):
+    from tools.desired_state import RenderError
+
+    with pytest.raises(RenderError, match="the production stack backs that server up"):
+        render_stack(
+            "dev",
+            isolation={"peer_stack": None},
+            database={"mode": "shared", "name": "makapix_dev"},
+            release={"backup": True},
+        )
