@@ -544,6 +544,12 @@ class EnvironmentConfig(Settings):
                 f"oauth.redirect_uri {self.oauth.redirect_uri!r} does not match this environment's domain; "
                 f"it must be {self.github_redirect_uri!r} (or leave it out to derive it)"
             )
+        if self.remote_workers and self.mqtt is not None:
+            raise ValueError(
+                "remote_workers are declared but so is an MQTT broker: the broker is reachable only inside "
+                "this host's networks and its client certificates are not given to other hosts; "
+                "remove remote_workers or set mqtt: null"
+            )
         if self.remote_workers and self.environment != "production":
             raise ValueError(
                 "remote_workers are declared by a development stack; remote workers join production only "
@@ -812,7 +818,11 @@ def _clippyfront_defaults(production: bool, name: str, limits: dict[str, dict[st
             "variables": dict(_CLIPPYFRONT_VARIABLES),
             "admin": {"username": "admin", "email": "admin@clippyfront.com"},
         },
-        "sampling": {"enabled": not production, "config_file": "examples/clippyfront/sampling.yaml"},
+        "sampling": {
+            "enabled": not production,
+            "config_file": "examples/clippyfront/sampling.yaml",
+            "reader_role": "clippyfront_sampler",
+        },
         # 000 "Database Migrations": Flask-Migrate, run in the new web container.
         "release": {
             "backup": production,

@@ -6,7 +6,7 @@ and workers, whose CN is ``mqtt.username``.  The broker's only listener is mTLS,
 the other environment's CA fails the handshake; the ACL confines every client to ``<prefix>/#``.
 
 Shared mode (004 §7 B): one Mosquitto, declared by the production stack like the shared database:
-a plain listener on the ``<project>-shared-data`` network for the environments' containers, a TLS
+a plain listener on each environment's own data network (``<project>-<env>-data``), a TLS
 listener published on the host, a generated password per environment and an ACL confining each
 account to its own prefix.  Production exports the other environments' passwords as one secret
 output, ``shared_mqtt_passwords``; development reads its own through a StackReference and declares

@@ -126,9 +126,15 @@ MALFORMED = [
     ),
     (
         "remote worker in dev",
-        {"remote_workers": [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}]},
+        {"remote_workers": [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}], "mqtt": None},
         "makapix",
         "remote workers join production only",
+    ),
+    (
+        "remote worker beside an MQTT broker",
+        {"remote_workers": [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}]},
+        "makapix",
+        "remove remote_workers or set mqtt: null",
     ),
     (
         "bad tuning flag",

@@ -28,6 +28,17 @@ def test_the_real_stack_files_do_not_collide():
 
 SHARED = {"database": {"mode": "shared"}, "redis": {"mode": "shared"}, "mqtt": {"mode": "shared"}}
 
+# Makapix without its broker (remote workers cannot reach it): no MQTT variables either.
+NO_MQTT = {
+    "mqtt": None,
+    "application": {
+        "variables": {
+            f"MQTT_{name}": None
+            for name in ("HOST", "PORT", "TLS_ENABLED", "PUBLIC_PORT", "TOPIC_PREFIX", "USERNAME")
+        }
+    },
+}
+
 COLLISIONS = [
     # (kind the guard must name, change to dev, change to prod)
     ("container name", {"name": "prod", "mqtt": {"public_port": 8884}}, {}),
@@ -59,10 +70,11 @@ COLLISIONS = [
     ("environment", {"environment": "production", "remote_workers": []}, {}),
     (
         "remote worker",
-        {"environment": "production", "remote_access": {"address": "10.8.0.2"}},
+        {"environment": "production", "remote_access": {"address": "10.8.0.2"}, **NO_MQTT},
         {
             "remote_workers": [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}],
             "remote_access": {"address": "10.8.0.1"},
+            **NO_MQTT,
         },
     ),
 ]
