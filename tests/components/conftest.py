@@ -56,6 +56,23 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+class ProcessGroup:
+    """Programs a harness started, each logging to its own file; ``stop_all`` ends every one."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        with log.open("wb") as output:
+            process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, env=env)
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            stop(process)
+
+
 def require(program: str) -> str:
     path = shutil.which(program) or (
         f"/usr/sbin/{program}" if Path(f"/usr/sbin/{program}").exists() else None
@@ -157,13 +174,13 @@ class CaddyRun:
     caddyfile: Path
 
 
-class CaddyHarness:
+class CaddyHarness(ProcessGroup):
     """Validates and runs Caddyfiles with the real ``caddy``; stops every Caddy it started."""
 
     def __init__(self, workdir: Path) -> None:
+        super().__init__()
         self.caddy = require("caddy")
         self.workdir = workdir
-        self.processes: list[subprocess.Popen[bytes]] = []
         # Caddy writes its state under HOME/XDG dirs: keep it inside the test's temp dir.
         self.env = {
             **os.environ,
@@ -193,20 +210,11 @@ class CaddyHarness:
         assert checked.returncode == 0, f"caddy validate failed:\n{checked.stderr[-2000:]}\n{caddyfile}"
         path = self.write(caddyfile)
         log = self.workdir / f"caddy.{port}.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [self.caddy, "run", "--adapter", "caddyfile", "--config", str(path)],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-            )
-        self.processes.append(process)
+        process = self.spawn(
+            [self.caddy, "run", "--adapter", "caddyfile", "--config", str(path)], log, self.env
+        )
         wait_for_port("127.0.0.1", port, process, log)
         return CaddyRun(port, path)
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            stop(process)
 
 
 @pytest.fixture
@@ -447,13 +455,13 @@ def mqtt_client(tmp_path: Path) -> Callable[..., MqttClient]:
     return make
 
 
-class MosquittoHarness:
+class MosquittoHarness(ProcessGroup):
     """Runs real ``mosquitto`` processes on 127.0.0.1; stops every one it started."""
 
     def __init__(self, workdir: Path) -> None:
+        super().__init__()
         self.mosquitto = require("mosquitto")
         self.workdir = workdir
-        self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self, config_dir: Path, conf: str, files: dict[str, str], ports: list[int]) -> None:
         """Write mosquitto.conf and the other files into config_dir, start Mosquitto, wait for its ports."""
@@ -461,19 +469,9 @@ class MosquittoHarness:
         for name, text in {"mosquitto.conf": conf, **files}.items():
             (config_dir / name).write_text(text)
         log = config_dir / "mosquitto.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [self.mosquitto, "-c", str(config_dir / "mosquitto.conf")],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        self.processes.append(process)
+        process = self.spawn([self.mosquitto, "-c", str(config_dir / "mosquitto.conf")], log)
         for port in ports:
             wait_for_port("127.0.0.1", port, process, log)
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            stop(process)
 
 
 @pytest.fixture
