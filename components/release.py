@@ -44,6 +44,14 @@ def backup_pg_bin(settings: EnvironmentConfig) -> str:
     return f"/usr/lib/postgresql/{major}/bin"
 
 
+def release_triggers(settings: EnvironmentConfig, image: pulumi.Input[str]) -> list[pulumi.Input[object]]:
+    """What makes a release: a new image of the migrations service or a new migrations command.
+
+    The backup and the migrations share it, so a backup is taken exactly when migrations run again.
+    """
+    return [image, list(settings.release.migrations_command or [])]
+
+
 def backup_script(settings: EnvironmentConfig) -> str:
     release = settings.release
     words = [settings.host.python, "-m", "ops", "backup", "--dir", release.backup_dir]
@@ -89,7 +97,7 @@ class PreDeployBackup(pulumi.ComponentResource):
                     "OPS_DATABASE_URL": pulumi.Output.secret(args.database_url),
                     "OPS_PG_BIN": backup_pg_bin(settings),
                 },
-                triggers=[args.image, list(settings.release.migrations_command or [])],
+                triggers=release_triggers(settings, args.image),
                 ssh_private_key=args.ssh_private_key,
             ),
             pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
@@ -119,7 +127,7 @@ class Migrations(pulumi.ComponentResource):
             HostCommandArgs(
                 host=settings.host,
                 script=migrations_script(settings),
-                triggers=[args.image, list(settings.release.migrations_command or [])],
+                triggers=release_triggers(settings, args.image),
                 ssh_private_key=args.ssh_private_key,
             ),
             pulumi.ResourceOptions(parent=self, depends_on=[args.container]),
