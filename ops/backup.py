@@ -19,16 +19,14 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-import psycopg
-
 from ops.errors import OpsError
 from ops.pgenv import connection_parameters, libpq_environment, mask_url
+from sampling.readiness import wait_for_connection
 
 DATABASE_URL_VARIABLE = "OPS_DATABASE_URL"
 PG_BIN_VARIABLE = "OPS_PG_BIN"
@@ -129,18 +127,12 @@ def wait_for_server(url: str, seconds: float, *, interval: float = 1.0) -> None:
     seconds before it accepts connections.
     """
     connection_parameters(url, DATABASE_URL_VARIABLE)  # a malformed URL is an error at once, not a wait
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with psycopg.connect(url, connect_timeout=max(1, min(10, int(seconds) or 1))):
-                return
-        except psycopg.OperationalError as error:
-            if time.monotonic() + interval > deadline:
-                raise OpsError(
-                    f"{mask_url(url)} did not accept a connection within {seconds:g} s: "
-                    f"{mask_url(str(error).strip())}; no backup was written"
-                ) from None
-        time.sleep(interval)
+    last_error = wait_for_connection(url, seconds, interval=interval)
+    if last_error is not None:
+        raise OpsError(
+            f"{mask_url(url)} did not accept a connection within {seconds:g} s: {last_error}; "
+            "no backup was written"
+        )
 
 
 def pg_dump_command(pg_dump: Path, target: Path) -> list[str]:
