@@ -136,7 +136,8 @@ def promoted_images(
     return images
 
 
-def _repository(image: str) -> str:
+def repository_of(image: str) -> str:
+    """The repository of an image reference, without tag or digest (``registry:5000/app:1`` -> ``registry:5000/app``)."""
     name = image.partition("@")[0]
     repository, slash, last = name.rpartition("/")
     return f"{repository}{slash}{last.partition(':')[0]}"
@@ -145,7 +146,7 @@ def _repository(image: str) -> str:
 def _digest_error(
     settings: EnvironmentConfig, stack_file: str, namespace: str, problems: list[str], example_service: str
 ) -> str:
-    example = f"{_repository(settings.services[example_service].image)}@sha256:<64 hex digits>"
+    example = f"{repository_of(settings.services[example_service].image)}@sha256:<64 hex digits>"
     lines = [f"{stack_file}: production runs application images by digest only ({len(problems)} problem(s)):"]
     lines += [f"  {problem}" for problem in problems]
     lines += [

@@ -42,6 +42,8 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+from components.images import repository_of
+
 SECRET = "[secret]"
 STACK_TYPE = "pulumi:pulumi:Stack"
 
@@ -190,10 +192,8 @@ def fake_repo_digest(image: str) -> str:
     A name with a digest keeps it (without the tag, as Docker reports it); a tag gets the SHA-256
     of the name, so a different tag means a different digest, as after a real push.
     """
-    name, _, digest = image.partition("@")
-    repository, slash, last = name.rpartition("/")
-    repository = f"{repository}{slash}{last.split(':', 1)[0]}"
-    return f"{repository}@{digest or 'sha256:' + hashlib.sha256(image.encode()).hexdigest()}"
+    digest = image.partition("@")[2]
+    return f"{repository_of(image)}@{digest or 'sha256:' + hashlib.sha256(image.encode()).hexdigest()}"
 
 
 class _StackMocks(mocks.Mocks):
