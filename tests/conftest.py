@@ -78,6 +78,41 @@ def make_database(postgres_server_url: str) -> Iterator[Callable[[], str]]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+# --- The real Docker engine (tests marked ``engine``) ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """The Docker engine of ``DOCKER_HOST`` or the local socket (``scripts/docker-engine`` starts one).
+
+    Without an engine the engine tests are skipped on a developer machine, and fail in CI (``CI`` set),
+    where none may be skipped.
+    """
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env(version="auto", timeout=120)
+        client.ping()
+    except docker.errors.DockerException as error:
+        message = f"no Docker engine answers ({error}); start one with scripts/docker-engine (as root)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_client: Any) -> str:
+    """A tiny image (Debian's busybox-static: sh, httpd, nc, wget) built offline; see tests/engine_images.py."""
+    from tests.engine_images import busybox_image as build
+
+    return build(docker_client)
+
+
 # --- The Pulumi program under Pulumi's mocks -------------------------------------------------------
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
