@@ -78,9 +78,7 @@ def plan(
             *[n for n, p in sorted(resolved.tables.items()) if p.mode == "all"],
         ]
         for name in loaded:
-            count = src.execute(
-                sql.SQL("SELECT count(*) FROM {} AS t").format(queries.selection(name))
-            ).fetchone()
+            count = src.execute(queries.count_selected(name)).fetchone()
             label = display(resolved.tables[name].target.name)
             rows[label] = TablePlanRow(resolved.tables[name].mode, int(count[0]) if count else 0, 0)
         for name in resolved.include_only:
@@ -90,7 +88,8 @@ def plan(
                 parent = resolved.tables.get(link.fk.referenced)
                 if link.policy != "include" or parent is None or parent.mode != "sample":
                     continue
-                rows[display(parent.target.name)].parents_first_level += _count_missing(src, queries, link.fk)
+                missing = src.execute(queries.count_missing_parents(link.fk)).fetchone()
+                rows[display(parent.target.name)].parents_first_level += int(missing[0]) if missing else 0
         result = Plan(
             rows, list(resolved.unreached), list(resolved.sensitive_without_rule), list(resolved.cycle_breaks)
         )
@@ -98,32 +97,6 @@ def plan(
         for label, loaded_rows in run(config, source_url, target_url, dry_run=True).tables.items():
             rows[label].final = loaded_rows.rows
     return result
-
-
-def _count_missing(src: Connection, queries: SourceQueries, fk: ForeignKey) -> int:
-    """Distinct parents referenced by the child's downward rows that the parent's downward rows lack."""
-    cols = sql.SQL(", ").join(sql.Identifier("c", c) for c in fk.columns)
-    match = sql.SQL(" AND ").join(
-        sql.SQL("p.{} = k.{}").format(sql.Identifier(r), sql.Identifier(c))
-        for c, r in zip(fk.columns, fk.referenced_columns, strict=True)
-    )
-    not_null = sql.SQL(" AND ").join(
-        sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns
-    )
-    when = sql.SQL(" AND ({})").format(sql.SQL(fk.when)) if fk.when else sql.SQL("")
-    query = sql.SQL(
-        "SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {child} AS c WHERE {nn}{when}) AS k "
-        "WHERE NOT EXISTS (SELECT 1 FROM {parent} AS p WHERE {match})"
-    ).format(
-        cols=cols,
-        child=queries.selection(fk.table),
-        nn=not_null,
-        when=when,
-        parent=queries.selection(fk.referenced),
-        match=match,
-    )
-    row = src.execute(query).fetchone()
-    return int(row[0]) if row else 0
 
 
 def run(

@@ -1,8 +1,11 @@
 """SQL that selects each table's rows on the source and repairs links on the target.
 
-Source side (read-only): a table's *downward* selection is a subquery over its own rows —
-roots by a seeded hash of the primary key, children by semi-joins on the selections of the
-parents they follow.  Nothing is materialised on the source; PostgreSQL hashes the key sets.
+Source side (read-only): a table's *downward* selection is a query over its own rows — roots by
+a seeded hash of the primary key, children by semi-joins on the selected keys of the parents they
+follow.  Each statement computes every ancestor's selection once, as a MATERIALIZED CTE that all
+its children read (``Statement``): the foreign-key graph is never unfolded into a tree, so a
+statement's size and work grow linearly with the tables above it.  Nothing is written on the
+source (it may be a read-only role or a standby); PostgreSQL hashes the key sets.
 
 Target side (inside the load transaction): anti-joins find references whose parent row is not
 loaded yet; the sampler then pulls those parents (include), clears the reference (nullify) or
@@ -10,6 +13,8 @@ deletes the referencing row (drop).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 
 from psycopg import sql
 
@@ -21,6 +26,54 @@ from sampling.model import Resolved, TablePlan
 _UNIT = 4503599627370496
 
 
+class _KeySet:
+    """One table's selected rows as a CTE of one statement: written once, read by every child."""
+
+    def __init__(
+        self, cte: sql.Identifier, plan: TablePlan, body: Callable[[sql.Composable], sql.Composed]
+    ) -> None:
+        self.cte = cte
+        self.plan = plan
+        self.body = body  # the SELECT, given its select list
+        self.columns: dict[str, None] = {}  # an ordered set: the columns some reader of this CTE needs
+
+
+class Statement:
+    """The CTEs one source statement needs: each table's selection at most once, parents first.
+
+    A child reads its parent's selected keys from the parent's CTE (``MATERIALIZED``: computed
+    once per statement however many children read it), so a statement holds one CTE per ancestor
+    and its size and work grow with the number of tables, not with the paths between them.
+    """
+
+    def __init__(self, queries: SourceQueries) -> None:
+        self.queries = queries
+        self.key_sets: dict[QualifiedName, _KeySet] = {}  # in creation order: parents before children
+
+    def key_set(self, name: QualifiedName, columns: Iterable[str]) -> sql.Identifier:
+        """The CTE holding ``columns`` of the selected rows of ``name`` (created with its parents' on first use)."""
+        entry = self.key_sets.get(name)
+        if entry is None:
+            plan = self.queries.resolved.plan_for(name)
+            alias = self.queries.alias()
+            # Building the body creates the parents' CTEs first, so they come before this one.
+            body = self.queries.selected_rows(plan, alias, self)
+            entry = _KeySet(sql.Identifier(f"sel_{len(self.key_sets) + 1}_{name[1]}"[:63]), plan, body)
+            self.key_sets[name] = entry
+        entry.columns.update(dict.fromkeys(columns))
+        return entry.cte
+
+    def render(self, main: sql.Composable) -> sql.Composed:
+        """``WITH <every CTE> main``, or ``main`` alone when it reads no selection."""
+        if not self.key_sets:
+            return sql.Composed([main])
+        ctes = []
+        for entry in self.key_sets.values():
+            columns = sql.SQL(", ").join(sql.Identifier(c) for c in entry.columns)
+            ctes.append(sql.SQL("{} AS MATERIALIZED ({})").format(entry.cte, entry.body(columns)))
+        return sql.SQL("WITH {} {}").format(sql.SQL(", ").join(ctes), main)
+
+
 class SourceQueries:
     """Builds the SELECTs run on the source for one resolved configuration."""
 
@@ -29,7 +82,7 @@ class SourceQueries:
         self.seed = resolved.config.seed
         self._aliases = 0
 
-    def _alias(self) -> str:
+    def alias(self) -> str:
         self._aliases += 1
         return f"s{self._aliases}"
 
@@ -50,7 +103,7 @@ class SourceQueries:
             "(('x' || substr(md5({seed} || ':' || {key}), 1, 13))::bit(52)::bigint::float8 / {unit})"
         ).format(seed=sql.Literal(str(self.seed)), key=key, unit=sql.Literal(_UNIT))
 
-    def _predicate(self, plan: TablePlan, alias: str) -> sql.Composed:
+    def _predicate(self, plan: TablePlan, alias: str, statement: Statement) -> sql.Composed:
         if plan.mode == "all":
             return sql.Composed([sql.SQL("true")])
         if plan.root is not None:
@@ -64,15 +117,15 @@ class SourceQueries:
         if not links:
             return sql.Composed([sql.SQL("false")])
         if plan.follow == "any":
-            terms = [self._followed(link.fk, alias) for link in links]
+            terms = [self._followed(link.fk, alias, statement) for link in links]
             return sql.SQL("({})").format(sql.SQL(" OR ").join(terms))
         # all: every reference that is set is to a taken row, and at least one reference is set.
         # A NOT NULL reference is always set: a plain IN, which PostgreSQL turns into a hash semi-join.
         always = [link for link in links if self._always_set(plan, link.fk)]
         sometimes = [link for link in links if link not in always]
-        every = [self._in_selection(link.fk, alias) for link in always] + [
+        every = [self._in_selection(link.fk, alias, statement) for link in always] + [
             sql.SQL("(NOT {} OR {})").format(
-                self._engaged(link.fk, alias), self._in_selection(link.fk, alias)
+                self._engaged(link.fk, alias), self._in_selection(link.fk, alias, statement)
             )
             for link in sometimes
         ]
@@ -96,44 +149,55 @@ class SourceQueries:
             parts.append(sql.SQL("({})").format(sql.SQL(fk.when)))
         return sql.SQL("({})").format(sql.SQL(" AND ").join(parts))
 
-    def _followed(self, fk: ForeignKey, alias: str) -> sql.Composed:
-        term = self._in_selection(fk, alias)
+    def _followed(self, fk: ForeignKey, alias: str, statement: Statement) -> sql.Composed:
+        term = self._in_selection(fk, alias, statement)
         if fk.when:
             return sql.SQL("(({}) AND {})").format(sql.SQL(fk.when), term)
         return term
 
-    def _in_selection(self, fk: ForeignKey, alias: str) -> sql.Composed:
-        inner = self._alias()
-        return sql.SQL("({cols}) IN (SELECT {refs} FROM {sel} AS {inner})").format(
+    def _in_selection(self, fk: ForeignKey, alias: str, statement: Statement) -> sql.Composed:
+        """The row's reference ``fk`` points at a selected row of the parent (read from the parent's CTE)."""
+        inner = self.alias()
+        return sql.SQL("({cols}) IN (SELECT {refs} FROM {keys} AS {inner})").format(
             cols=sql.SQL(", ").join(sql.Identifier(alias, c) for c in fk.columns),
             refs=sql.SQL(", ").join(sql.Identifier(inner, c) for c in fk.referenced_columns),
-            sel=self.selection(fk.referenced),
+            keys=statement.key_set(fk.referenced, fk.referenced_columns),
             inner=sql.Identifier(inner),
         )
 
-    def selection(self, name: QualifiedName) -> sql.Composed:
-        """A subquery with every column of the rows of ``name`` the downward pass takes."""
-        plan = self.resolved.plan_for(name)
-        alias = self._alias()
-        rows = sql.SQL("SELECT * FROM {table} AS {a} WHERE {pred}").format(
-            table=ident(name), a=sql.Identifier(alias), pred=self._predicate(plan, alias)
+    def selected_rows(
+        self, plan: TablePlan, alias: str, statement: Statement
+    ) -> Callable[[sql.Composable], sql.Composed]:
+        """``SELECT <list> FROM`` the rows of ``plan`` the downward pass takes, for a select list over ``alias``.
+
+        Parents' selections become CTEs of ``statement``.  ``FROM ONLY``: a parent of classic
+        inheritance never brings its children's rows (a partitioned table is read whole: ONLY
+        would read none of its partitions).
+        """
+        table = sql.SQL("{} {}").format(
+            sql.SQL("" if plan.source.partitioned else "ONLY"), ident(plan.source.name)
         )
         if plan.cap_max is None:
-            return sql.SQL("({})").format(rows)
-        # Deterministic cap: the rows with the smallest seeded hash in each group.
-        ranked = self._alias()
-        return sql.SQL(
-            "(SELECT * FROM (SELECT {a}.*, row_number() OVER (PARTITION BY {per} ORDER BY {h}) AS __sampling_rank "
-            "FROM {table} AS {a} WHERE {pred}) AS {r} WHERE __sampling_rank <= {n})"
+            predicate = self._predicate(plan, alias, statement)
+            return lambda columns: sql.SQL("SELECT {cols} FROM {table} AS {a} WHERE {pred}").format(
+                cols=columns, table=table, a=sql.Identifier(alias), pred=predicate
+            )
+        # Deterministic cap: the rows with the smallest seeded hash in each group.  The outer
+        # query names the ranked rows ``alias`` again, so the select list reads the same.
+        inner = self.alias()
+        ranked = sql.SQL(
+            "(SELECT {i}.*, row_number() OVER (PARTITION BY {per} ORDER BY {h}) AS __sampling_rank "
+            "FROM {table} AS {i} WHERE {pred})"
         ).format(
-            a=sql.Identifier(alias),
-            per=sql.SQL(", ").join(sql.Identifier(alias, c) for c in plan.cap_per),
-            h=self.unit_hash(plan.source, alias),
-            table=ident(name),
-            pred=self._predicate(plan, alias),
-            r=sql.Identifier(ranked),
-            n=sql.Literal(plan.cap_max),
+            i=sql.Identifier(inner),
+            per=sql.SQL(", ").join(sql.Identifier(inner, c) for c in plan.cap_per),
+            h=self.unit_hash(plan.source, inner),
+            table=table,
+            pred=self._predicate(plan, inner, statement),
         )
+        return lambda columns: sql.SQL(
+            "SELECT {cols} FROM {ranked} AS {a} WHERE __sampling_rank <= {n}"
+        ).format(cols=columns, ranked=ranked, a=sql.Identifier(alias), n=sql.Literal(plan.cap_max))
 
     def output_columns(self, plan: TablePlan, alias: str) -> sql.Composed:
         """The copied columns, anonymised, in the order of ``plan.columns``."""
@@ -161,8 +225,43 @@ class SourceQueries:
     def downward_rows(self, name: QualifiedName) -> sql.Composed:
         """SELECT of the anonymised rows of ``name`` taken by roots and followed links."""
         plan = self.resolved.plan_for(name)
-        return sql.SQL("SELECT {cols} FROM {sel} AS t").format(
-            cols=self.output_columns(plan, "t"), sel=self.selection(name)
+        statement = Statement(self)
+        rows = self.selected_rows(plan, "t", statement)
+        return statement.render(rows(self.output_columns(plan, "t")))
+
+    def count_selected(self, name: QualifiedName) -> sql.Composed:
+        """SELECT count(*) of the rows of ``name`` the downward pass takes."""
+        statement = Statement(self)
+        rows = self.selected_rows(self.resolved.plan_for(name), "t", statement)
+        return statement.render(sql.SQL("SELECT count(*) FROM ({}) AS n").format(rows(sql.SQL("1"))))
+
+    def count_missing_parents(self, fk: ForeignKey) -> sql.Composed:
+        """SELECT count(*) of distinct parents the child's downward rows reference and the parent's lack."""
+        statement = Statement(self)
+        child_plan = self.resolved.plan_for(fk.table)
+        # Every column: a declared relation's ``when`` may read any of them.
+        child = statement.key_set(fk.table, (c.name for c in child_plan.source.columns))
+        parent = statement.key_set(fk.referenced, fk.referenced_columns)
+        match = sql.SQL(" AND ").join(
+            sql.SQL("p.{} = k.{}").format(sql.Identifier(r), sql.Identifier(c))
+            for c, r in zip(fk.columns, fk.referenced_columns, strict=True)
+        )
+        not_null = sql.SQL(" AND ").join(
+            sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns
+        )
+        when = sql.SQL(" AND ({})").format(sql.SQL(fk.when)) if fk.when else sql.SQL("")
+        return statement.render(
+            sql.SQL(
+                "SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {child} AS c WHERE {nn}{when}) AS k "
+                "WHERE NOT EXISTS (SELECT 1 FROM {parent} AS p WHERE {match})"
+            ).format(
+                cols=sql.SQL(", ").join(sql.Identifier("c", c) for c in fk.columns),
+                child=child,
+                nn=not_null,
+                when=when,
+                parent=parent,
+                match=match,
+            )
         )
 
     def rows_by_keys(
@@ -180,9 +279,10 @@ class SourceQueries:
             assert column is not None
             casts.append(sql.SQL("k.{}::{}").format(names[i], sql.SQL(column.type)))
         return sql.SQL(
-            "SELECT {cols} FROM {table} AS t WHERE ({keycols}) IN (SELECT {casts} FROM unnest({arrays}) AS k({names}))"
+            "SELECT {cols} FROM {only}{table} AS t WHERE ({keycols}) IN (SELECT {casts} FROM unnest({arrays}) AS k({names}))"
         ).format(
             cols=self.output_columns(plan, "t"),
+            only=sql.SQL("" if plan.source.partitioned else "ONLY "),
             table=ident(name),
             keycols=sql.SQL(", ").join(sql.Identifier("t", c) for c in key_columns),
             casts=sql.SQL(", ").join(casts),
