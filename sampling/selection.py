@@ -174,9 +174,7 @@ class SourceQueries:
         inheritance never brings its children's rows (a partitioned table is read whole: ONLY
         would read none of its partitions).
         """
-        table = sql.SQL("{} {}").format(
-            sql.SQL("" if plan.source.partitioned else "ONLY"), ident(plan.source.name)
-        )
+        table = sql.SQL("{}" if plan.source.partitioned else "ONLY {}").format(ident(plan.source.name))
         if plan.cap_max is None:
             predicate = self._predicate(plan, alias, statement)
             return lambda columns: sql.SQL("SELECT {cols} FROM {table} AS {a} WHERE {pred}").format(
