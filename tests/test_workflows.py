@@ -78,7 +78,7 @@ def test_ci_installs_what_the_tests_run_and_runs_scripts_test() -> None:
     assert "push" in ci["on"] and "workflow_call" in ci["on"]
     runs = "\n".join(step.get("run", "") for _, step in _steps(ci))
     ci_run = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    packages = re.search(r"apt-get install[^\n]*?-qq ([a-z0-9 -]+?)\s*>", ci_run)
+    packages = re.search(r"apt-get install[^\n]*?-qq ([a-z0-9. -]+?)\s*>", ci_run)
     assert packages is not None, ".ci/run no longer installs packages the way this test reads it"
     for package in packages.group(1).split():
         assert package in runs, f"ci.yml does not install {package}, which .ci/run installs"
