@@ -166,6 +166,8 @@ class SamplingConfig(_Strict):
     vault: VaultOptions = Field(default_factory=VaultOptions)
     #: work_mem of the source session: the hashed key sets of semi-joins must fit in it.
     source_work_mem: str = "256MB"
+    #: statement_timeout of the source session: a runaway statement on production ends (``0``: none).
+    source_statement_timeout: str = "30min"
     #: Where the configuration came from, for error messages.
     source_file: str = "<config>"
 
@@ -176,6 +178,15 @@ class SamplingConfig(_Strict):
 
         if not re.fullmatch(r"\d+\s*(kB|MB|GB)", value):
             raise ValueError("must look like '256MB' (units kB, MB or GB)")
+        return value
+
+    @field_validator("source_statement_timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"0|\d+\s*(ms|s|min|h)", value):
+            raise ValueError("must look like '30min' (units ms, s, min or h), or 0 for no limit")
         return value
 
 

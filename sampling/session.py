@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -16,6 +18,9 @@ from sampling.errors import SamplingError, mask_text, mask_url, url_password
 from sampling.model import Resolved, resolve, target_name, target_schemas
 
 Connection = psycopg.Connection[tuple[Any, ...]]
+
+#: How often a source backend checks, during a statement, that the sampler is still connected.
+CLIENT_CHECK_INTERVAL = "1s"
 
 #: Session settings on both sides, so values turned into text (keys, text COPY) read back identically.
 SESSION_SETTINGS = {
@@ -42,8 +47,40 @@ def connect(url: str, role: str, *, read_only: bool = False) -> Iterator[Connect
         for name, value in SESSION_SETTINGS.items():
             conn.execute("SELECT set_config(%s, %s, false)", (name, value))
         yield conn
+    except BaseException:
+        cancel_running(conn)
+        raise
     finally:
         conn.close()  # without COMMIT: the open transaction is rolled back
+
+
+def cancel_running(conn: Connection) -> None:
+    """Ask the server to stop the statement ``conn`` runs, if any (closing alone does not stop it)."""
+    if not conn.closed and conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+        # The server gone or unreachable: nothing left to stop from here.
+        with suppress(psycopg.Error, OSError):
+            conn.cancel_safe(timeout=5)
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt like Ctrl-C, so statements are cancelled on the servers.
+
+    psycopg cancels the running statement when a wait is interrupted; a process killed by the
+    default SIGTERM action would leave its statements running on the source.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -53,7 +90,13 @@ def database_errors(*urls: str | None) -> Iterator[None]:
         yield
     except psycopg.Error as error:
         passwords = [url_password(u) for u in urls if u]
-        raise SamplingError(f"database error: {mask_text(str(error).strip(), *passwords)}") from None
+        message = mask_text(str(error).strip(), *passwords)
+        if isinstance(error, psycopg.errors.QueryCanceled) and "statement timeout" in message:
+            raise SamplingError(
+                f"a statement ran past its statement_timeout ({message}); the source's limit is "
+                "source_statement_timeout in the sampling configuration"
+            ) from None
+        raise SamplingError(f"database error: {message}") from None
 
 
 def anonymisation_key(config: SamplingConfig, resolved: Resolved) -> str:
@@ -72,9 +115,30 @@ def anonymisation_key(config: SamplingConfig, resolved: Resolved) -> str:
     return key
 
 
+def source_settings(config: SamplingConfig, server_version: int) -> dict[str, str]:
+    """The guards of a source session (production): bounded statements that end with their client.
+
+    * ``jit`` off: the selections are short-lived joins on hashed key sets; JIT compilation of a
+      large plan can take minutes and gigabytes in LLVM, where the backend ignores cancellation.
+    * ``statement_timeout``: no statement runs past the configured limit.
+    * ``client_connection_check_interval`` (PostgreSQL 14+): a running statement notices within a
+      second that the sampler is gone (killed, even by SIGKILL) and stops.
+    * ``work_mem``: memory for the hashed key sets of the semi-joins.
+    """
+    settings = {
+        "jit": "off",
+        "statement_timeout": config.source_statement_timeout,
+        "work_mem": config.source_work_mem,
+    }
+    if server_version >= 140000:
+        settings["client_connection_check_interval"] = CLIENT_CHECK_INTERVAL
+    return settings
+
+
 def prepare_source(src: Connection, config: SamplingConfig, key: str) -> None:
-    """Session settings of the source: memory for hashed key sets, and the anonymisation key."""
-    src.execute("SELECT set_config('work_mem', %s, false)", (config.source_work_mem,))
+    """Session settings of the source: its guards (``source_settings``) and the anonymisation key."""
+    for name, value in source_settings(config, src.info.server_version).items():
+        src.execute("SELECT set_config(%s, %s, false)", (name, value))
     # Bound parameter: the key is in no query text, so not in the COPY statements the server may log.
     src.execute("SELECT set_config(%s, %s, false)", (KEY_SETTING, key))
 
