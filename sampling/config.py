@@ -168,6 +168,8 @@ class SamplingConfig(_Strict):
     source_work_mem: str = "256MB"
     #: statement_timeout of the source session: a runaway statement on production ends (``0``: none).
     source_statement_timeout: str = "30min"
+    #: Source connections reading at once, all on one exported snapshot (1: the main one only).
+    source_connections: int = Field(4, ge=1, le=16)
     #: Where the configuration came from, for error messages.
     source_file: str = "<config>"
 

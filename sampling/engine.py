@@ -7,7 +7,8 @@ run() in short:
   2. check the configuration against both catalogs and EXPLAIN every selection (nothing
      written yet), then TRUNCATE the target tables in one statement;
   3. downward pass: per table, ``COPY (SELECT anonymised ...) TO STDOUT`` on the source streamed
-     into ``COPY ... FROM STDIN`` on the target (binary where the types allow);
+     into ``COPY ... FROM STDIN`` on the target (binary where the types allow); helper source
+     connections on the same snapshot read other tables meanwhile (sampling.reads);
   4. parents: repeat until nothing is missing — find references whose parent is not loaded
      (anti-join on the target), fetch those parents from the source by key in bounded batches
      (include); then nullify / drop, cascading drops;
@@ -18,14 +19,17 @@ run() in short:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Buffer
 
 from sampling.catalog import ForeignKey, QualifiedName, display, ident
 from sampling.config import SamplingConfig
 from sampling.errors import SamplingError
 from sampling.model import Resolved, TablePlan
+from sampling.reads import read_in_parallel
 from sampling.results import Plan, Progress, ProgressCallback, RunSummary, TableCount, TablePlanRow
 from sampling.selection import (
     SourceQueries,
@@ -42,6 +46,7 @@ from sampling.session import (
     database_errors,
     prepare_source,
     resolve_databases,
+    snapshot_helpers,
 )
 
 #: Keys fetched from the target and sent back to the source per round trip (bounds client memory).
@@ -120,12 +125,15 @@ def run(
     ):
         resolved = resolve_databases(config, src, tgt)
         _refuse_unsafe(resolved)
-        prepare_source(src, config, anonymisation_key(config, resolved))
+        key = anonymisation_key(config, resolved)
+        prepare_source(src, config, key)
         _prepare_target(tgt)
         loader = _Loader(resolved, src, tgt, report)
         loader.prepare_queries()
         loader.truncate()
-        loader.load_downward()
+        extra = min(config.source_connections, len(loader.downward)) - 1
+        with snapshot_helpers(src, source_url, extra, config, key) as helpers:
+            loader.load_downward(helpers)
         loader.resolve_parents()
         loader.validate()
         loader.reset_sequences()
@@ -204,25 +212,27 @@ class _Loader:
 
     def _stream(self, plan: TablePlan, select: sql.Composable, step: str) -> int:
         """COPY the rows of ``select`` (run on the source) into the plan's target table; returns the count."""
+        with self.src.cursor() as scur, scur.copy(_copy_out(plan, select)) as out:
+            return self._load(plan, out, step)
+
+    def _load(self, plan: TablePlan, chunks: Iterable[Buffer], step: str, read_seconds: float = 0.0) -> int:
+        """COPY ``chunks`` (COPY data in the plan's format) into the plan's target table; returns the count."""
         label = display(plan.target.name)
         fmt = sql.SQL("(FORMAT binary)" if plan.binary else "(FORMAT text)")
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns)
         step_count = self.step_counts.setdefault((label, step), TableCount())
-        started = time.monotonic()
-        chunks = 0
-        with self.tgt.cursor() as tcur, self.src.cursor() as scur:
-            with (
-                scur.copy(sql.SQL("COPY ({}) TO STDOUT {}").format(select, fmt)) as out,
-                tcur.copy(
-                    sql.SQL("COPY {} ({}) FROM STDIN {}").format(ident(plan.target.name), columns, fmt)
-                ) as into,
-            ):
-                for chunk in out:
+        started = time.monotonic() - read_seconds
+        written = 0
+        with self.tgt.cursor() as tcur:
+            with tcur.copy(
+                sql.SQL("COPY {} ({}) FROM STDIN {}").format(ident(plan.target.name), columns, fmt)
+            ) as into:
+                for chunk in chunks:
                     into.write(chunk)
-                    chunks += 1
-                    if chunks % 50_000 == 0:
+                    written += 1
+                    if written % 50_000 == 0:  # one chunk per row when streamed from the source
                         elapsed = step_count.seconds + time.monotonic() - started
-                        self.report(Progress(label, step, step_count.rows + chunks, elapsed, done=False))
+                        self.report(Progress(label, step, step_count.rows + written, elapsed, done=False))
             rows = max(tcur.rowcount, 0)
         elapsed = time.monotonic() - started
         for count in (self.counts[label], step_count):
@@ -249,9 +259,16 @@ class _Loader:
                 ) from None
             self.downward[name] = query
 
-    def load_downward(self) -> None:
-        for name, query in self.downward.items():
-            self._stream(self.resolved.tables[name], query, "load")
+    def load_downward(self, helpers: list[Connection]) -> None:
+        """Every downward selection into the target; ``helpers`` read some of them in parallel."""
+        tables = self.resolved.tables
+        read_in_parallel(
+            list(self.downward),
+            lambda name: _copy_out(tables[name], self.downward[name]),
+            helpers,
+            lambda name: self._stream(tables[name], self.downward[name], "load"),
+            lambda name, chunks, seconds: self._load(tables[name], chunks, "load", seconds),
+        )
 
     def resolve_parents(self) -> None:
         """Pull in parents (include) until nothing is missing, then nullify and drop, cascading."""
@@ -329,6 +346,13 @@ class _Loader:
         touched = [p.target.name for p in self.resolved.tables.values() if p.mode != "none"]
         for name in sorted(touched):
             self.tgt.execute(sql.SQL("ANALYZE {}").format(ident(name)))
+
+
+def _copy_out(plan: TablePlan, select: sql.Composable) -> sql.Composed:
+    """``COPY (select) TO STDOUT`` in the format the plan's target load reads."""
+    return sql.SQL("COPY ({}) TO STDOUT {}").format(
+        select, sql.SQL("(FORMAT binary)" if plan.binary else "(FORMAT text)")
+    )
 
 
 def _setval(table: QualifiedName, column: str, sequence: str) -> sql.Composed:

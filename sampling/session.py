@@ -6,10 +6,11 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from sampling.anonymise import KEY_SETTING
 from sampling.catalog import Catalog, Table, read_catalog, sees_backend, server_identity
@@ -33,8 +34,13 @@ SESSION_SETTINGS = {
 
 
 @contextmanager
-def connect(url: str, role: str, *, read_only: bool = False) -> Iterator[Connection]:
-    """A connection in a transaction; errors name the server with its password hidden."""
+def connect(
+    url: str, role: str, *, read_only: bool = False, snapshot: str | None = None
+) -> Iterator[Connection]:
+    """A connection in a transaction; errors name the server with its password hidden.
+
+    ``snapshot``: the transaction reads that exported snapshot (``pg_export_snapshot``).
+    """
     try:
         conn = psycopg.connect(url, connect_timeout=10)
     except psycopg.Error as error:
@@ -44,6 +50,8 @@ def connect(url: str, role: str, *, read_only: bool = False) -> Iterator[Connect
         if read_only:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
+        if snapshot is not None:  # must come before any query of the transaction
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         for name, value in SESSION_SETTINGS.items():
             conn.execute("SELECT set_config(%s, %s, false)", (name, value))
         yield conn
@@ -141,6 +149,34 @@ def prepare_source(src: Connection, config: SamplingConfig, key: str) -> None:
         src.execute("SELECT set_config(%s, %s, false)", (name, value))
     # Bound parameter: the key is in no query text, so not in the COPY statements the server may log.
     src.execute("SELECT set_config(%s, %s, false)", (KEY_SETTING, key))
+
+
+@contextmanager
+def snapshot_helpers(
+    src: Connection, url: str, count: int, config: SamplingConfig, key: str
+) -> Iterator[list[Connection]]:
+    """``count`` more source connections, guarded like ``src`` and reading its snapshot.
+
+    PostgreSQL exports snapshots from primaries and (since version 10) from standbys alike.
+    """
+    if count <= 0:
+        yield []
+        return
+    row = src.execute("SELECT pg_export_snapshot()").fetchone()
+    assert row is not None
+    with ExitStack() as stack:
+        helpers = []
+        for number in range(1, count + 1):
+            try:
+                helper = stack.enter_context(connect(url, "source", read_only=True, snapshot=str(row[0])))
+            except SamplingError as error:
+                raise SamplingError(
+                    f"{error} (opening source connection {number + 1} of {count + 1}: lower "
+                    f"source_connections in {config.source_file} to read with fewer)"
+                ) from None
+            prepare_source(helper, config, key)
+            helpers.append(helper)
+        yield helpers
 
 
 def mirror_catalog(config: SamplingConfig, source: Catalog) -> Catalog:
