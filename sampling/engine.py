@@ -6,13 +6,14 @@ run() in short:
      per-row foreign-key checks).
   2. check the configuration against both catalogs and EXPLAIN every selection (nothing
      written yet), then TRUNCATE the target tables in one statement;
-  3. downward pass: per table, ``COPY (SELECT anonymised ...) TO STDOUT`` on the source streamed
+  3. first pass (secondary indexes dropped meanwhile): per table, ``COPY (SELECT anonymised ...) TO STDOUT`` on the source streamed
      into ``COPY ... FROM STDIN`` on the target (binary where the types allow); helper source
      connections on the same snapshot read other tables meanwhile (sampling.reads);
   4. parents: repeat until nothing is missing — find references whose parent is not loaded
      (anti-join on the target), fetch those parents from the source by key in bounded batches
      (include); then nullify / drop, cascading drops;
-  5. validate every foreign key (anti-join), move sequences past the copied values, ANALYZE,
+  5. rebuild the plain secondary indexes dropped for the load (sampling.deferred_indexes);
+     validate every foreign key (anti-join), move sequences past the copied values, ANALYZE,
      COMMIT.  Any error or a killed process rolls the target back to exactly what it was.
 """
 
@@ -27,6 +28,7 @@ from psycopg.abc import Buffer
 
 from sampling.catalog import ForeignKey, QualifiedName, display, ident
 from sampling.config import SamplingConfig
+from sampling.deferred_indexes import drop_secondary_indexes, rebuild_indexes
 from sampling.errors import SamplingError
 from sampling.model import Resolved, TablePlan
 from sampling.reads import read_in_parallel
@@ -131,10 +133,14 @@ def run(
         loader = _Loader(resolved, src, tgt, report)
         loader.prepare_queries()
         loader.truncate()
+        deferred = drop_secondary_indexes(
+            tgt, sorted(p.target.name for p in resolved.tables.values() if p.loads)
+        )
         extra = min(config.source_connections, len(loader.downward)) - 1
         with snapshot_helpers(src, source_url, extra, config, key) as helpers:
             loader.load_downward(helpers)
         loader.resolve_parents()
+        rebuild_indexes(tgt, deferred)
         loader.validate()
         loader.reset_sequences()
         loader.analyze()
@@ -190,7 +196,8 @@ class _Loader:
         self.tgt = tgt
         self.report = report
         self.queries = SourceQueries(resolved)
-        self.downward: dict[QualifiedName, sql.Composed] = {}  # filled by prepare_queries(), in load order
+        #: The first pass's source queries by (table, step), in load order; filled by prepare_queries().
+        self.downward: dict[tuple[QualifiedName, str], sql.Composed] = {}
         self.loaded = [n for n, p in sorted(resolved.tables.items()) if p.loads]
         self.counts: dict[str, TableCount] = {
             display(resolved.tables[n].target.name): TableCount() for n in self.loaded
@@ -242,13 +249,19 @@ class _Loader:
         return rows
 
     def prepare_queries(self) -> None:
-        """Build and EXPLAIN every downward query: a bad ``where`` or rule fails before anything is written."""
+        """Build and EXPLAIN every source query of the first pass: a bad ``where`` or rule fails before
+        anything is written.  Per table its selection (step ``load``) and, where loaded rows of other
+        tables reference rows outside it through ``include`` links, those rows (step ``include``)."""
         order = [
             *self.resolved.downward_order,
             *[n for n, p in sorted(self.resolved.tables.items()) if p.mode == "all"],
         ]
-        for name in order:
-            query = self.queries.downward_rows(name)
+        steps = [((name, "load"), self.queries.downward_rows(name)) for name in order]
+        for name in sorted(self.resolved.tables):
+            parents = self.queries.parents_rows(name) if self.resolved.tables[name].mode == "sample" else None
+            if parents is not None:
+                steps.append(((name, "include"), parents))
+        for (name, step), query in steps:
             try:
                 self.src.execute(sql.SQL("EXPLAIN {}").format(query))
             except psycopg.Error as error:
@@ -257,17 +270,24 @@ class _Loader:
                     f"is not valid SQL on the source (check its root 'where', relations' 'when'): "
                     f"{str(error).strip()}"
                 ) from None
-            self.downward[name] = query
+            self.downward[(name, step)] = query
 
     def load_downward(self, helpers: list[Connection]) -> None:
-        """Every downward selection into the target; ``helpers`` read some of them in parallel."""
+        """Every first-pass query into the target; ``helpers`` read some of them in parallel."""
         tables = self.resolved.tables
+
+        def loaded(key: tuple[QualifiedName, str], rows: int) -> None:
+            name, step = key
+            if step == "include" and rows:
+                label = display(tables[name].target.name)
+                self.included[label] = self.included.get(label, 0) + rows
+
         read_in_parallel(
             list(self.downward),
-            lambda name: _copy_out(tables[name], self.downward[name]),
+            lambda key: _copy_out(tables[key[0]], self.downward[key]),
             helpers,
-            lambda name: self._stream(tables[name], self.downward[name], "load"),
-            lambda name, chunks, seconds: self._load(tables[name], chunks, "load", seconds),
+            lambda key: loaded(key, self._stream(tables[key[0]], self.downward[key], key[1])),
+            lambda key, chunks, seconds: loaded(key, self._load(tables[key[0]], chunks, key[1], seconds)),
         )
 
     def resolve_parents(self) -> None:

@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
-from typing import IO
+from typing import IO, Generic, TypeVar
 
 from psycopg import sql
 
-from sampling.catalog import QualifiedName
 from sampling.session import Connection, cancel_running
+
+Key = TypeVar("Key")
 
 #: Bytes of one helper's spool kept in memory before it moves to a temporary file.
 SPOOL_MEMORY = 4 * 1024 * 1024
@@ -36,10 +37,10 @@ SPOOL_READ = 256 * 1024
 
 
 @dataclass
-class _Read:
-    """A table read by a helper: its spooled COPY data, or the error that stopped the read."""
+class _Read(Generic[Key]):
+    """A query read by a helper: its spooled COPY data, or the error that stopped the read."""
 
-    name: QualifiedName
+    name: Key
     spool: IO[bytes] | None
     error: BaseException | None
     seconds: float
@@ -53,19 +54,19 @@ def spool_chunks(spool: IO[bytes]) -> Iterable[bytes]:
 
 
 def read_in_parallel(
-    order: list[QualifiedName],
-    copy_out: Callable[[QualifiedName], sql.Composed],
+    order: list[Key],
+    copy_out: Callable[[Key], sql.Composed],
     helpers: list[Connection],
-    stream: Callable[[QualifiedName], object],
-    load: Callable[[QualifiedName, Iterable[bytes], float], object],
+    stream: Callable[[Key], object],
+    load: Callable[[Key, Iterable[bytes], float], object],
 ) -> None:
-    """Load every table of ``order``: ``stream(name)`` on the main connection, or ``load(name, chunks,
-    source_seconds)`` of what a helper read with ``copy_out(name)`` (a ``COPY ... TO STDOUT``)."""
+    """Load every query of ``order``: ``stream(key)`` on the main connection, or ``load(key, chunks,
+    source_seconds)`` of what a helper read with ``copy_out(key)`` (a ``COPY ... TO STDOUT``)."""
     todo = deque(order)
     lock = threading.Lock()
-    finished: queue.Queue[_Read] = queue.Queue()
+    finished: queue.Queue[_Read[Key]] = queue.Queue()
 
-    def take() -> QualifiedName | None:
+    def take() -> Key | None:
         with lock:
             return todo.popleft() if todo else None
 
@@ -118,7 +119,7 @@ def read_in_parallel(
                     leftover.spool.close()
 
 
-def _wait(finished: queue.Queue[_Read]) -> _Read:
+def _wait(finished: queue.Queue[_Read[Key]]) -> _Read[Key]:
     """The next finished read; waits in short steps so Ctrl-C and SIGTERM are seen at once."""
     while True:
         with suppress(queue.Empty):

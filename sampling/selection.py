@@ -20,7 +20,7 @@ from psycopg import sql
 
 from sampling.anonymise import rule_expression
 from sampling.catalog import ForeignKey, QualifiedName, Table, display, ident
-from sampling.model import Resolved, TablePlan
+from sampling.model import Link, Resolved, TablePlan
 
 #: 2**52: a 13-hex-digit prefix of an md5 digest divided by it is uniform in [0, 1).
 _UNIT = 4503599627370496
@@ -29,13 +29,11 @@ _UNIT = 4503599627370496
 class _KeySet:
     """One table's selected rows as a CTE of one statement: written once, read by every child."""
 
-    def __init__(
-        self, cte: sql.Identifier, plan: TablePlan, body: Callable[[sql.Composable], sql.Composed]
-    ) -> None:
+    def __init__(self, cte: sql.Identifier, body: Callable[[sql.Composable], sql.Composed]) -> None:
         self.cte = cte
-        self.plan = plan
         self.body = body  # the SELECT, given its select list
         self.columns: dict[str, None] = {}  # an ordered set: the columns some reader of this CTE needs
+        self.feeds: list[_KeySet] = []  # CTEs this one's body reads with its own select list
 
 
 class Statement:
@@ -48,30 +46,101 @@ class Statement:
 
     def __init__(self, queries: SourceQueries) -> None:
         self.queries = queries
-        self.key_sets: dict[QualifiedName, _KeySet] = {}  # in creation order: parents before children
+        # In creation order, which puts every CTE after the CTEs its body reads.
+        self.key_sets: dict[tuple[str, QualifiedName], _KeySet] = {}
 
     def key_set(self, name: QualifiedName, columns: Iterable[str]) -> sql.Identifier:
         """The CTE holding ``columns`` of the selected rows of ``name`` (created with its parents' on first use)."""
-        entry = self.key_sets.get(name)
+        entry = self.key_sets.get(("sel", name))
         if entry is None:
             plan = self.queries.resolved.plan_for(name)
-            alias = self.queries.alias()
             # Building the body creates the parents' CTEs first, so they come before this one.
-            body = self.queries.selected_rows(plan, alias, self)
-            entry = _KeySet(sql.Identifier(f"sel_{len(self.key_sets) + 1}_{name[1]}"[:63]), plan, body)
-            self.key_sets[name] = entry
+            entry = self._add("sel", name, self.queries.selected_rows(plan, self.queries.alias(), self))
         entry.columns.update(dict.fromkeys(columns))
         return entry.cte
+
+    def final_set(self, name: QualifiedName, columns: Iterable[str]) -> sql.Identifier:
+        """The CTE holding ``columns`` of the rows of ``name`` the run loads: its selection and the
+        rows that loaded rows of other tables reference through ``include`` links (``upward``)."""
+        links = self.queries.upward.get(name, [])
+        if not links:
+            return self.key_set(name, columns)
+        entry = self.key_sets.get(("all", name))
+        if entry is None:
+            self.key_set(name, ())
+            selected = self.key_sets[("sel", name)]
+            alias = self.queries.alias()
+            referenced = self.queries.referenced(name, alias, self)
+            table = self.queries.table(name)
+
+            def body(cols: sql.Composable) -> sql.Composed:
+                return sql.SQL(
+                    "SELECT {cols} FROM {sel} UNION ALL SELECT {cols} FROM {table} AS {a} WHERE {refs}"
+                ).format(cols=cols, sel=selected.cte, table=table, a=sql.Identifier(alias), refs=referenced)
+
+            entry = self._add("all", name, body)
+            entry.feeds.append(selected)
+        entry.columns.update(dict.fromkeys(columns))
+        return entry.cte
+
+    def _add(self, kind: str, name: QualifiedName, body: Callable[[sql.Composable], sql.Composed]) -> _KeySet:
+        entry = _KeySet(sql.Identifier(f"{kind}_{len(self.key_sets) + 1}_{name[1]}"[:63]), body)
+        self.key_sets[(kind, name)] = entry
+        return entry
 
     def render(self, main: sql.Composable) -> sql.Composed:
         """``WITH <every CTE> main``, or ``main`` alone when it reads no selection."""
         if not self.key_sets:
             return sql.Composed([main])
+        for entry in reversed(self.key_sets.values()):
+            for fed in entry.feeds:
+                fed.columns.update(entry.columns)
         ctes = []
         for entry in self.key_sets.values():
             columns = sql.SQL(", ").join(sql.Identifier(c) for c in entry.columns)
             ctes.append(sql.SQL("{} AS MATERIALIZED ({})").format(entry.cte, entry.body(columns)))
         return sql.SQL("WITH {} {}").format(sql.SQL(", ").join(ctes), main)
+
+
+def upward_links(resolved: Resolved) -> dict[QualifiedName, list[Link]]:
+    """Per sample table, the ``include`` links from loaded tables whose rows it must add, cycles left out.
+
+    The run fetches a table's referenced parents with its selection, on the source
+    (``SourceQueries.parents_rows``); the links left out (self-references, cycles of include
+    links) are completed on the target afterwards, by the anti-join fixed point.
+    """
+    tables = resolved.tables
+    edges: dict[QualifiedName, list[Link]] = {}  # child -> its include links to sample tables
+    for name, plan in tables.items():
+        if not plan.loads:
+            continue
+        for link in plan.links:
+            parent = tables.get(link.fk.referenced)
+            if (
+                link.policy == "include"
+                and parent is not None
+                and parent.mode == "sample"
+                and parent.source.name != name
+            ):
+                edges.setdefault(name, []).append(link)
+
+    def reaches(start: QualifiedName, goal: QualifiedName) -> bool:
+        seen, todo = {start}, [start]
+        while todo:
+            for link in edges.get(todo.pop(), []):
+                if link.fk.referenced == goal:
+                    return True
+                if link.fk.referenced not in seen:
+                    seen.add(link.fk.referenced)
+                    todo.append(link.fk.referenced)
+        return False
+
+    upward: dict[QualifiedName, list[Link]] = {}
+    for child, links in sorted(edges.items()):
+        for link in links:
+            if not reaches(link.fk.referenced, child):  # not on a cycle
+                upward.setdefault(link.fk.referenced, []).append(link)
+    return upward
 
 
 class SourceQueries:
@@ -80,7 +149,55 @@ class SourceQueries:
     def __init__(self, resolved: Resolved) -> None:
         self.resolved = resolved
         self.seed = resolved.config.seed
+        self.upward = upward_links(resolved)
         self._aliases = 0
+
+    def table(self, name: QualifiedName) -> sql.Composed:
+        """``ONLY name``: a parent of classic inheritance never brings its children's rows (a
+        partitioned table is read whole: ONLY would read none of its partitions)."""
+        plan = self.resolved.plan_for(name)
+        return sql.SQL("{}" if plan.source.partitioned else "ONLY {}").format(ident(name))
+
+    def referenced(self, name: QualifiedName, alias: str, statement: Statement) -> sql.Composed:
+        """Row ``alias`` of ``name`` is referenced, through an upward link, by a row the run loads."""
+        terms = []
+        for link in self.upward[name]:
+            fk = link.fk
+            child_plan = self.resolved.plan_for(fk.table)
+            # A declared relation's ``when`` may read any column of the child.
+            wanted = [c.name for c in child_plan.source.columns] if fk.when else list(fk.columns)
+            inner = self.alias()
+            terms.append(
+                sql.SQL("({cols}) IN (SELECT {refs} FROM {rows} AS {i} WHERE {engaged})").format(
+                    cols=sql.SQL(", ").join(sql.Identifier(alias, c) for c in fk.referenced_columns),
+                    refs=sql.SQL(", ").join(sql.Identifier(inner, c) for c in fk.columns),
+                    rows=statement.final_set(fk.table, wanted),
+                    i=sql.Identifier(inner),
+                    engaged=self._engaged(fk, inner),
+                )
+            )
+        return sql.SQL("({})").format(sql.SQL(" OR ").join(terms))
+
+    def parents_rows(self, name: QualifiedName) -> sql.Composed | None:
+        """SELECT of the anonymised rows of ``name`` that loaded rows reference through upward links,
+        outside its own selection; None when it has no such link or no primary key to tell them by."""
+        plan = self.resolved.plan_for(name)
+        if not self.upward.get(name) or not plan.source.primary_key:
+            return None
+        statement = Statement(self)
+        key = plan.source.primary_key
+        selected = statement.key_set(name, key)
+        return statement.render(
+            sql.SQL(
+                "SELECT {cols} FROM {table} AS t WHERE {refs} AND NOT EXISTS (SELECT 1 FROM {sel} AS s WHERE {same})"
+            ).format(
+                cols=self.output_columns(plan, "t"),
+                table=self.table(name),
+                refs=self.referenced(name, "t", statement),
+                sel=selected,
+                same=sql.SQL(" AND ").join(sql.SQL("s.{c} = t.{c}").format(c=sql.Identifier(c)) for c in key),
+            )
+        )
 
     def alias(self) -> str:
         self._aliases += 1
@@ -174,7 +291,7 @@ class SourceQueries:
         inheritance never brings its children's rows (a partitioned table is read whole: ONLY
         would read none of its partitions).
         """
-        table = sql.SQL("{}" if plan.source.partitioned else "ONLY {}").format(ident(plan.source.name))
+        table = self.table(plan.source.name)
         if plan.cap_max is None:
             predicate = self._predicate(plan, alias, statement)
             return lambda columns: sql.SQL("SELECT {cols} FROM {table} AS {a} WHERE {pred}").format(

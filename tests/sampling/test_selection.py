@@ -11,7 +11,7 @@ from sampling import plan, run, verify
 from sampling.catalog import Catalog, Column, ForeignKey, QualifiedName, Table
 from sampling.config import parse_config
 from sampling.model import resolve
-from sampling.selection import SourceQueries
+from sampling.selection import SourceQueries, upward_links
 
 Rows = Callable[[str, str], list[tuple[Any, ...]]]
 
@@ -140,3 +140,39 @@ def test_statements_are_valid_sql_on_the_server(
         assert len(selected) == count
     fk = resolved.tables[("public", "t5")].links[0].fk
     assert rows(source, queries.count_missing_parents(fk).as_string(None))[0][0] >= 0
+
+
+def test_parents_are_fetched_with_one_statement_per_table_linear_in_the_graph() -> None:
+    """Rows referenced through include links come from the source with the selection: the statement
+    for t1 reads every table's selection and every table's loaded rows once each."""
+    sizes = {}
+    for tables in (10, 19, 38):
+        catalog = chain_catalog(tables)
+        config = chain_config("any")
+        config["roots"] = [{"table": f"t{tables}", "fraction": 0.5}]  # the sample starts at the bottom
+        resolved = resolve(parse_config(config), catalog, catalog, same_database=False)
+        statement = SourceQueries(resolved).parents_rows(("public", "t1"))
+        assert statement is not None
+        text = statement.as_string(None)
+        for k in range(1, tables + 1):
+            assert 1 <= text.count(f'FROM ONLY "public"."t{k}" ') <= 2, (tables, k)
+        sizes[tables] = len(text)
+    assert sizes[38] / sizes[19] < 2.3 and sizes[19] / sizes[10] < 2.3, sizes
+
+
+def test_include_cycles_and_self_references_are_left_to_the_target_pass() -> None:
+    catalog = chain_catalog(4)
+    tables = dict(catalog.tables)
+    t1 = tables[("public", "t1")]
+    # t1.a -> t1 (a self-reference) and t1.b -> t2, which with t2.a -> t1 closes a cycle.
+    keys = (
+        ForeignKey("t1_a_fkey", t1.name, ("a",), t1.name, ("id",)),
+        ForeignKey("t1_b_fkey", t1.name, ("b",), ("public", "t2"), ("id",)),
+    )
+    tables[t1.name] = Table(t1.name, t1.columns, t1.primary_key, False, keys)
+    catalog = Catalog(tables)
+    resolved = resolve(parse_config(chain_config("any")), catalog, catalog, same_database=False)
+    upward = {
+        parent[1]: sorted(link.fk.name for link in links) for parent, links in upward_links(resolved).items()
+    }
+    assert upward == {"t1": ["t3_b_fkey"], "t2": ["t3_a_fkey", "t4_b_fkey"], "t3": ["t4_a_fkey"]}
