@@ -135,11 +135,29 @@ def upward_links(resolved: Resolved) -> dict[QualifiedName, list[Link]]:
                     todo.append(link.fk.referenced)
         return False
 
+    kept = [
+        link
+        for child, links in sorted(edges.items())
+        for link in links
+        if not reaches(link.fk.referenced, child)
+    ]
+    # A link along which no loaded row can reference an unselected parent needs no statement: the
+    # child loads only its selection (nothing is added to it upward) and takes a row only when
+    # that reference is to a selected parent or unset (follow: all, or the one link it follows).
+    changed = True
+    while changed:
+        changed = False
+        targets = {link.fk.referenced for link in kept}
+        for link in list(kept):
+            child = link.fk.table
+            followed = resolved.followed_links(child)
+            closed = link in followed and (tables[child].follow == "all" or len(followed) == 1)
+            if closed and child not in targets:
+                kept.remove(link)
+                changed = True
     upward: dict[QualifiedName, list[Link]] = {}
-    for child, links in sorted(edges.items()):
-        for link in links:
-            if not reaches(link.fk.referenced, child):  # not on a cycle
-                upward.setdefault(link.fk.referenced, []).append(link)
+    for link in kept:
+        upward.setdefault(link.fk.referenced, []).append(link)
     return upward
 
 

@@ -176,3 +176,20 @@ def test_include_cycles_and_self_references_are_left_to_the_target_pass() -> Non
         parent[1]: sorted(link.fk.name for link in links) for parent, links in upward_links(resolved).items()
     }
     assert upward == {"t1": ["t3_b_fkey"], "t2": ["t3_a_fkey", "t4_b_fkey"], "t3": ["t4_a_fkey"]}
+
+
+def test_links_that_cannot_miss_a_parent_get_no_parents_statement() -> None:
+    catalog = chain_catalog(3)
+
+    def upward(follow: str) -> dict[str, list[str]]:
+        config = chain_config(follow)
+        config["tables"] = {"t2": {"follow": follow}, "t3": {"follow": follow}}
+        resolved = resolve(parse_config(config), catalog, catalog, same_database=False)
+        found = upward_links(resolved)
+        return {parent[1]: sorted(link.fk.name for link in links) for parent, links in found.items()}
+
+    # follow all: a row is taken only when every set reference is to a taken row.
+    assert upward("all") == {}
+    # follow any: t3 taken for its t2 may reference an untaken t1 row; so t2 loads more than its
+    # selection, and those t2 rows may reference untaken t1 rows too.
+    assert upward("any") == {"t1": ["t2_a_fkey", "t3_b_fkey"], "t2": ["t3_a_fkey"]}
