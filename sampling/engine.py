@@ -256,12 +256,16 @@ class _Loader:
             *self.resolved.downward_order,
             *[n for n, p in sorted(self.resolved.tables.items()) if p.mode == "all"],
         ]
-        steps = [((name, "load"), self.queries.downward_rows(name)) for name in order]
+        steps = []
         for name in sorted(self.resolved.tables):
             parents = self.queries.parents_rows(name) if self.resolved.tables[name].mode == "sample" else None
             if parents is not None:
                 steps.append(((name, "include"), parents))
-        for (name, step), query in steps:
+        # The parents statements read the most tables: first, so that the helpers start them at once.
+        steps += [((name, "load"), self.queries.downward_rows(name)) for name in order]
+        # EXPLAIN the selections before the parents statements that contain them, so that an error
+        # names the table whose selection is wrong.
+        for (name, _step), query in sorted(steps, key=lambda item: item[0][1] == "include"):
             try:
                 self.src.execute(sql.SQL("EXPLAIN {}").format(query))
             except psycopg.Error as error:
@@ -270,7 +274,7 @@ class _Loader:
                     f"is not valid SQL on the source (check its root 'where', relations' 'when'): "
                     f"{str(error).strip()}"
                 ) from None
-            self.downward[(name, step)] = query
+        self.downward.update(steps)
 
     def load_downward(self, helpers: list[Connection]) -> None:
         """Every first-pass query into the target; ``helpers`` read some of them in parallel."""
@@ -294,19 +298,23 @@ class _Loader:
         """Pull in parents (include) until nothing is missing, then nullify and drop, cascading."""
         tables = self.resolved.tables
         pending = set(self.loaded)
+        # The first pass loaded every parent along the settled links; a table that grows after it
+        # is checked again along all its links.
+        skipped = self.queries.settled
         while pending:
             grown: set[QualifiedName] = set()
             for child in sorted(pending):
                 for link in tables[child].links:
                     parent = tables.get(link.fk.referenced)
                     if (
-                        link.policy == "include"
+                        link not in skipped
+                        and link.policy == "include"
                         and parent is not None
                         and parent.mode == "sample"
                         and self._pull_parents(link.fk)
                     ):
                         grown.add(parent.source.name)
-            pending = grown
+            pending, skipped = grown, set()
         # After the include pass only nullify/drop links (and declared relations, whose parent may be
         # missing in the source too) can dangle; once a row is dropped, any link to it may.
         first_pass, changed = True, True

@@ -102,8 +102,9 @@ class Statement:
         return sql.SQL("WITH {} {}").format(sql.SQL(", ").join(ctes), main)
 
 
-def upward_links(resolved: Resolved) -> dict[QualifiedName, list[Link]]:
-    """Per sample table, the ``include`` links from loaded tables whose rows it must add, cycles left out.
+def upward_links(resolved: Resolved) -> tuple[dict[QualifiedName, list[Link]], set[Link]]:
+    """Per sample table, the ``include`` links from loaded tables whose rows it must add, cycles left
+    out; and the links that need nothing added (every parent they reference is selected).
 
     The run fetches a table's referenced parents with its selection, on the source
     (``SourceQueries.parents_rows``); the links left out (self-references, cycles of include
@@ -144,6 +145,7 @@ def upward_links(resolved: Resolved) -> dict[QualifiedName, list[Link]]:
     # A link along which no loaded row can reference an unselected parent needs no statement: the
     # child loads only its selection (nothing is added to it upward) and takes a row only when
     # that reference is to a selected parent or unset (follow: all, or the one link it follows).
+    closed: set[Link] = set()
     changed = True
     while changed:
         changed = False
@@ -151,14 +153,18 @@ def upward_links(resolved: Resolved) -> dict[QualifiedName, list[Link]]:
         for link in list(kept):
             child = link.fk.table
             followed = resolved.followed_links(child)
-            closed = link in followed and (tables[child].follow == "all" or len(followed) == 1)
-            if closed and child not in targets:
+            if (
+                link in followed
+                and (tables[child].follow == "all" or len(followed) == 1)
+                and child not in targets
+            ):
                 kept.remove(link)
+                closed.add(link)
                 changed = True
     upward: dict[QualifiedName, list[Link]] = {}
     for link in kept:
         upward.setdefault(link.fk.referenced, []).append(link)
-    return upward
+    return upward, closed
 
 
 class SourceQueries:
@@ -167,7 +173,15 @@ class SourceQueries:
     def __init__(self, resolved: Resolved) -> None:
         self.resolved = resolved
         self.seed = resolved.config.seed
-        self.upward = upward_links(resolved)
+        self.upward, closed = upward_links(resolved)
+        #: Links whose referenced rows the first pass loads in full (``parents_rows``, or nothing to add):
+        #: the target's first round of anti-joins can skip them.
+        self.settled = closed | {
+            link
+            for parent, links in self.upward.items()
+            if resolved.plan_for(parent).source.primary_key
+            for link in links
+        }
         self._aliases = 0
 
     def table(self, name: QualifiedName) -> sql.Composed:

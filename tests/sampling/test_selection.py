@@ -173,7 +173,8 @@ def test_include_cycles_and_self_references_are_left_to_the_target_pass() -> Non
     catalog = Catalog(tables)
     resolved = resolve(parse_config(chain_config("any")), catalog, catalog, same_database=False)
     upward = {
-        parent[1]: sorted(link.fk.name for link in links) for parent, links in upward_links(resolved).items()
+        parent[1]: sorted(link.fk.name for link in links)
+        for parent, links in upward_links(resolved)[0].items()
     }
     assert upward == {"t1": ["t3_b_fkey"], "t2": ["t3_a_fkey", "t4_b_fkey"], "t3": ["t4_a_fkey"]}
 
@@ -185,7 +186,7 @@ def test_links_that_cannot_miss_a_parent_get_no_parents_statement() -> None:
         config = chain_config(follow)
         config["tables"] = {"t2": {"follow": follow}, "t3": {"follow": follow}}
         resolved = resolve(parse_config(config), catalog, catalog, same_database=False)
-        found = upward_links(resolved)
+        found = upward_links(resolved)[0]
         return {parent[1]: sorted(link.fk.name for link in links) for parent, links in found.items()}
 
     # follow all: a row is taken only when every set reference is to a taken row.
