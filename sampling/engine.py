@@ -6,12 +6,14 @@ run() in short:
      per-row foreign-key checks).
   2. check the configuration against both catalogs and EXPLAIN every selection (nothing
      written yet), then TRUNCATE the target tables in one statement;
-  3. first pass (secondary indexes dropped meanwhile): per table, ``COPY (SELECT anonymised ...) TO STDOUT`` on the source streamed
-     into ``COPY ... FROM STDIN`` on the target (binary where the types allow); helper source
-     connections on the same snapshot read other tables meanwhile (sampling.reads);
+  3. first pass, with the target's plain secondary indexes dropped meanwhile: per table,
+     ``COPY (SELECT anonymised ...) TO STDOUT`` on the source streamed into ``COPY ... FROM
+     STDIN`` on the target (binary where the types allow) — its selection, and the rows that
+     loaded rows reference through ``include`` links; helper source connections on the same
+     snapshot read other tables meanwhile (sampling.reads);
   4. parents: repeat until nothing is missing — find references whose parent is not loaded
-     (anti-join on the target), fetch those parents from the source by key in bounded batches
-     (include); then nullify / drop, cascading drops;
+     (anti-join on the target; after the first pass only along cycles), fetch those parents from
+     the source by key in bounded batches (include); then nullify / drop, cascading drops;
   5. rebuild the plain secondary indexes dropped for the load (sampling.deferred_indexes);
      validate every foreign key (anti-join), move sequences past the copied values, ANALYZE,
      COMMIT.  Any error or a killed process rolls the target back to exactly what it was.
