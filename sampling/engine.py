@@ -18,6 +18,7 @@ run() in short:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
@@ -346,11 +347,18 @@ class _Loader:
             )
 
     def reset_sequences(self) -> None:
-        for plan in self.resolved.tables.values():
-            if plan.mode != "none":
-                for column in plan.target.columns:
-                    if column.sequence:
-                        self.tgt.execute(_setval(plan.target.name, column.name, column.sequence))
+        """Restart every sequence a touched table's column uses past that column's largest value.
+
+        ``ALTER SEQUENCE ... RESTART`` is transactional, unlike ``setval``: a dry run (``plan --exact``),
+        a failure or a killed process leaves every sequence where it was.
+        """
+        for sequence, columns in sorted(sequence_columns(self.resolved).items()):
+            bounds = sequence_bounds(self.tgt, sequence, columns)
+            self.tgt.execute(
+                sql.SQL("ALTER SEQUENCE {} RESTART WITH {}").format(
+                    sql.SQL(sequence), sql.Literal(bounds.restart_value())
+                )
+            )
 
     def analyze(self) -> None:
         touched = [p.target.name for p in self.resolved.tables.values() if p.mode != "none"]
@@ -358,13 +366,94 @@ class _Loader:
             self.tgt.execute(sql.SQL("ANALYZE {}").format(ident(name)))
 
 
-def _setval(table: QualifiedName, column: str, sequence: str) -> sql.Composed:
-    """Make ``sequence`` hand out values past the largest in ``table.column`` (or restart it if empty)."""
-    return sql.SQL(
-        "SELECT CASE WHEN m IS NULL THEN setval({seq}::regclass, s.seqmin, false) ELSE setval({seq}::regclass, "
-        "greatest(m, s.seqmin), true) END FROM (SELECT max({col})::bigint AS m FROM {table}) AS x, "
-        "pg_sequence AS s WHERE s.seqrelid = {seq}::regclass"
-    ).format(seq=sql.Literal(sequence), col=sql.Identifier(column), table=ident(table))
+def sequence_columns(resolved: Resolved) -> dict[str, list[tuple[QualifiedName, str]]]:
+    """Sequences that fill a column of a table the run replaces, with every target column using them.
+
+    A sequence may be shared (one ``DEFAULT nextval('s')`` on several tables, inherited defaults): it
+    must go past the values of all its columns, including those of tables the run leaves alone.
+    """
+    users: dict[str, list[tuple[QualifiedName, str]]] = {}
+    touched: set[str] = set()
+    for plan in resolved.tables.values():
+        for column in plan.target.columns:
+            if column.sequence:
+                users.setdefault(column.sequence, []).append((plan.target.name, column.name))
+                if plan.mode != "none":
+                    touched.add(column.sequence)
+    return {sequence: sorted(columns) for sequence, columns in users.items() if sequence in touched}
+
+
+@dataclass(frozen=True)
+class SequenceBounds:
+    """A sequence's settings and the extreme values of the columns it fills (None: no value)."""
+
+    sequence: str
+    start: int
+    increment: int
+    minimum: int
+    maximum: int
+    largest: int | None
+    smallest: int | None
+    columns: tuple[str, ...]
+
+    def restart_value(self) -> int:
+        """The first value the sequence must hand out: past every value its columns hold."""
+        if self.increment > 0:
+            if self.largest is None:
+                return self.start
+            value = max(self.largest + 1, self.minimum)
+            if value > self.maximum:
+                raise SamplingError(
+                    f"sequence {self.sequence} cannot go past {self.largest} ({', '.join(self.columns)}): its "
+                    f"MAXVALUE is {self.maximum}; raise it with ALTER SEQUENCE ... MAXVALUE"
+                )
+            return value
+        if self.smallest is None:
+            return self.start
+        value = min(self.smallest - 1, self.maximum)
+        if value < self.minimum:
+            raise SamplingError(
+                f"sequence {self.sequence} cannot go below {self.smallest} ({', '.join(self.columns)}): its "
+                f"MINVALUE is {self.minimum}; lower it with ALTER SEQUENCE ... MINVALUE"
+            )
+        return value
+
+    def hands_out_a_used_value(self, next_value: int) -> bool:
+        if self.increment > 0:
+            return self.largest is not None and next_value <= self.largest
+        return self.smallest is not None and next_value >= self.smallest
+
+
+def sequence_bounds(
+    conn: Connection, sequence: str, columns: list[tuple[QualifiedName, str]]
+) -> SequenceBounds:
+    """Read ``sequence``'s settings and the largest and smallest value of the ``columns`` it fills."""
+    largest = sql.SQL(", ").join(
+        sql.SQL("(SELECT max({})::bigint FROM {})").format(sql.Identifier(column), ident(table))
+        for table, column in columns
+    )
+    smallest = sql.SQL(", ").join(
+        sql.SQL("(SELECT min({})::bigint FROM {})").format(sql.Identifier(column), ident(table))
+        for table, column in columns
+    )
+    row = conn.execute(
+        sql.SQL(
+            "SELECT s.seqstart, s.seqincrement, s.seqmin, s.seqmax, greatest({}), least({}) "
+            "FROM pg_sequence AS s WHERE s.seqrelid = {}::regclass"
+        ).format(largest, smallest, sql.Literal(sequence))
+    ).fetchone()
+    assert row is not None
+    start, increment, minimum, maximum, high, low = row
+    return SequenceBounds(
+        sequence,
+        int(start),
+        int(increment),
+        int(minimum),
+        int(maximum),
+        None if high is None else int(high),
+        None if low is None else int(low),
+        tuple(f"{display(table)}.{column}" for table, column in columns),
+    )
 
 
 def _touched_targets(resolved: Resolved) -> set[QualifiedName]:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from sampling.catalog import QualifiedName, display, ident
+from sampling.catalog import display, ident
 from sampling.config import SamplingConfig
-from sampling.engine import KEY_BATCH, dangling_foreign_keys
+from sampling.engine import (
+    KEY_BATCH,
+    SequenceBounds,
+    dangling_foreign_keys,
+    sequence_bounds,
+    sequence_columns,
+)
 from sampling.model import TablePlan
 from sampling.results import VerifyReport
 from sampling.selection import count_dangling, describe_link
@@ -38,13 +44,11 @@ def verify(config: SamplingConfig, source_url: str, target_url: str) -> VerifyRe
                             "missing rows"
                         )
         sequences = 0
-        for plan in resolved.tables.values():
-            for column in plan.target.columns:
-                if column.sequence and plan.mode != "none":
-                    sequences += 1
-                    problem = _sequence_problem(tgt, plan.target.name, column.name, column.sequence)
-                    if problem:
-                        problems.append(problem)
+        for sequence, used_by in sorted(sequence_columns(resolved).items()):
+            sequences += 1
+            problem = _sequence_problem(tgt, sequence_bounds(tgt, sequence, used_by))
+            if problem:
+                problems.append(problem)
         columns = 0
         for plan in resolved.tables.values():
             for name, rule in plan.rules.items():
@@ -63,17 +67,20 @@ def verify(config: SamplingConfig, source_url: str, target_url: str) -> VerifyRe
         return VerifyReport(problems, warnings, links, sequences, columns)
 
 
-def _sequence_problem(tgt: Connection, table: QualifiedName, column: str, sequence: str) -> str | None:
+def _sequence_problem(tgt: Connection, bounds: SequenceBounds) -> str | None:
     row = tgt.execute(
-        sql.SQL("SELECT (SELECT max({col})::bigint FROM {table}), last_value, is_called FROM {seq}").format(
-            col=sql.Identifier(column), table=ident(table), seq=sql.SQL(sequence)
-        )
+        sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(bounds.sequence))
     ).fetchone()
     assert row is not None
-    largest, last_value, is_called = row
-    next_value = last_value + 1 if is_called else last_value
-    if largest is not None and next_value <= largest:
-        return f"sequence {sequence} of {display(table)}.{column} would hand out {next_value}, not past {largest}"
+    last_value, is_called = row
+    next_value = last_value + bounds.increment if is_called else last_value
+    if bounds.hands_out_a_used_value(next_value):
+        held = bounds.largest if bounds.increment > 0 else bounds.smallest
+        return (
+            f"sequence {bounds.sequence} would hand out {next_value}, a value {', '.join(bounds.columns)} "
+            f"already hold (up to {held}); run the sampler again, or ALTER SEQUENCE {bounds.sequence} "
+            f"RESTART WITH {bounds.restart_value()}"
+        )
     return None
 
 

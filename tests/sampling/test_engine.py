@@ -364,3 +364,101 @@ def test_cap_keeps_at_most_n_rows_per_group_deterministically(
     first = rows(target, "SELECT id FROM view_events ORDER BY 1")
     run(parse_config(makapix_config), source, target)
     assert rows(target, "SELECT id FROM view_events ORDER BY 1") == first
+
+
+# --- Sequences (issue 13: defects 1 and 2) ---------------------------------------------------------
+
+CUSTOMER_SQL = """
+CREATE SEQUENCE s;
+CREATE TABLE customer (customer_id int DEFAULT nextval('s') PRIMARY KEY, handle text);
+"""
+
+
+def test_a_sequence_only_used_by_a_default_is_moved_past_the_copied_values(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    """The film-rental shape: the sequence is not OWNED BY the column; the first insert must not collide."""
+    source, target = make_database(), make_database()
+    execute(
+        source, CUSTOMER_SQL + "INSERT INTO customer (handle) SELECT 'h' || g FROM generate_series(1, 3) g;"
+    )
+    execute(target, CUSTOMER_SQL)
+    config = parse_config({"roots": [{"table": "customer", "fraction": 1.0}]})
+    run(config, source, target)
+    assert verify(config, source, target).checked_sequences == 1
+    execute(target, "INSERT INTO customer (handle) VALUES ('x')")  # duplicate key before the fix
+    assert rows(target, "SELECT customer_id FROM customer WHERE handle = 'x'") == [(4,)]
+
+
+def test_verify_names_a_default_sequence_behind_its_column(
+    make_database: Callable[[], str], execute: Callable[[str, str], None]
+) -> None:
+    source, target = make_database(), make_database()
+    execute(
+        source, CUSTOMER_SQL + "INSERT INTO customer (handle) SELECT 'h' || g FROM generate_series(1, 3) g;"
+    )
+    execute(target, CUSTOMER_SQL)
+    config = parse_config({"roots": [{"table": "customer", "fraction": 1.0}]})
+    run(config, source, target)
+    execute(target, "ALTER SEQUENCE s RESTART WITH 1")  # what the sampler left before the fix
+    report = verify(config, source, target)
+    assert report.problems == [
+        "sequence public.s would hand out 1, a value public.customer.customer_id already hold (up to 3); "
+        "run the sampler again, or ALTER SEQUENCE public.s RESTART WITH 4"
+    ]
+
+
+def test_a_shared_sequence_goes_past_every_column_that_uses_it(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    schema = """
+    CREATE SEQUENCE shared;
+    CREATE TABLE a (id int DEFAULT nextval('shared') PRIMARY KEY);
+    CREATE TABLE b (id int DEFAULT nextval('shared') PRIMARY KEY, a_id int REFERENCES a);
+    """
+    source, target = make_database(), make_database()
+    execute(source, schema + "INSERT INTO a VALUES (1), (2); INSERT INTO b VALUES (40, 1);")
+    execute(target, schema)
+    config = parse_config({"roots": [{"table": "a", "fraction": 1.0}]})
+    run(config, source, target)
+    assert rows(target, "SELECT nextval('shared')") == [(41,)]
+
+
+def _sequence_state(rows: Rows, url: str) -> list[tuple[Any, ...]]:
+    return rows(
+        url,
+        "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1",
+    )
+
+
+def test_an_exact_plan_leaves_every_sequence_where_it_was(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    """Repro: run, then plan --exact with another sample, then verify (setval survived the rollback)."""
+    source, target = makapix
+    makapix_config["roots"] = [{"table": "users", "fraction": 1.0}]
+    config = parse_config(makapix_config)
+    run(config, source, target)
+    before = _sequence_state(rows, target)
+    makapix_config["roots"] = [{"table": "users", "fraction": 1.0, "where": "id = 1"}]
+    plan(parse_config(makapix_config), source, target, exact=True)
+    assert _sequence_state(rows, target) == before
+    assert verify(config, source, target).ok
+
+
+def test_a_run_that_fails_after_the_sequence_reset_leaves_sequences_unchanged(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if killed during ANALYZE, just before COMMIT."""
+    from sampling import engine
+
+    source, target = makapix
+    before = _sequence_state(rows, target)
+
+    def fail(_loader: object) -> None:
+        raise SamplingError("killed during ANALYZE")
+
+    monkeypatch.setattr(engine._Loader, "analyze", fail)
+    with pytest.raises(SamplingError, match="killed during ANALYZE"):
+        run(parse_config(makapix_config), source, target)
+    assert _sequence_state(rows, target) == before
