@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from sampling.catalog import ForeignKey, QualifiedName, display, ident
+from sampling.catalog import ForeignKey, QualifiedName, Table, display, ident, relation
 from sampling.config import SamplingConfig
 from sampling.errors import SamplingError
 from sampling.model import Resolved, TablePlan
@@ -86,12 +86,17 @@ def plan(
             rows[label] = TablePlanRow(resolved.tables[name].mode, int(count[0]) if count else 0, 0)
         for name in resolved.include_only:
             rows[display(resolved.tables[name].target.name)] = TablePlanRow("sample", 0, 0)
+        include_links: dict[QualifiedName, list[ForeignKey]] = {}
         for child in loaded:
             for link in resolved.tables[child].links:
                 parent = resolved.tables.get(link.fk.referenced)
-                if link.policy != "include" or parent is None or parent.mode != "sample":
-                    continue
-                rows[display(parent.target.name)].parents_first_level += _count_missing(src, queries, link.fk)
+                if link.policy == "include" and parent is not None and parent.mode == "sample":
+                    include_links.setdefault(link.fk.referenced, []).append(link.fk)
+        for parent_name, fks in include_links.items():
+            parent_plan = resolved.tables[parent_name]
+            rows[display(parent_plan.target.name)].parents_first_level = _count_missing_parents(
+                src, queries, parent_plan.source, fks
+            )
         result = Plan(
             rows, list(resolved.unreached), list(resolved.sensitive_without_rule), list(resolved.cycle_breaks)
         )
@@ -101,27 +106,35 @@ def plan(
     return result
 
 
-def _count_missing(src: Connection, queries: SourceQueries, fk: ForeignKey) -> int:
-    """Distinct parents referenced by the child's downward rows that the parent's downward rows lack."""
-    cols = sql.SQL(", ").join(sql.Identifier("c", c) for c in fk.columns)
-    match = sql.SQL(" AND ").join(
-        sql.SQL("p.{} = k.{}").format(sql.Identifier(r), sql.Identifier(c))
-        for c, r in zip(fk.columns, fk.referenced_columns, strict=True)
-    )
-    not_null = sql.SQL(" AND ").join(
-        sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns
-    )
-    when = sql.SQL(" AND ({})").format(sql.SQL(fk.when)) if fk.when else sql.SQL("")
-    query = sql.SQL(
-        "SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {child} AS c WHERE {nn}{when}) AS k "
-        "WHERE NOT EXISTS (SELECT 1 FROM {parent} AS p WHERE {match})"
-    ).format(
-        cols=cols,
-        child=queries.selection(fk.table),
-        nn=not_null,
-        when=when,
-        parent=queries.selection(fk.referenced),
-        match=match,
+def _count_missing_parents(
+    src: Connection, queries: SourceQueries, parent: Table, fks: list[ForeignKey]
+) -> int:
+    """Distinct rows of ``parent`` that downward rows reference (through any of ``fks``) but that the
+    parent's own downward rows lack: each row once, however many foreign keys point at it."""
+
+    def same_key(alias: str, fk: ForeignKey, columns: tuple[str, ...]) -> sql.Composed:
+        return sql.SQL(" AND ").join(
+            sql.SQL("{} = p.{}").format(sql.Identifier(alias, c), sql.Identifier(r))
+            for c, r in zip(columns, fk.referenced_columns, strict=True)
+        )
+
+    terms = []
+    for fk in fks:
+        when = sql.SQL(" AND ({})").format(sql.SQL(fk.when)) if fk.when else sql.SQL("")
+        terms.append(
+            sql.SQL(
+                "(EXISTS (SELECT 1 FROM {child} AS c WHERE {referenced}{when}) "
+                "AND NOT EXISTS (SELECT 1 FROM {taken} AS d WHERE {taken_match}))"
+            ).format(
+                child=queries.selection(fk.table),
+                referenced=same_key("c", fk, fk.columns),
+                when=when,
+                taken=queries.selection(fk.referenced),
+                taken_match=same_key("d", fk, fk.referenced_columns),
+            )
+        )
+    query = sql.SQL("SELECT count(*) FROM {parent} AS p WHERE {terms}").format(
+        parent=relation(parent), terms=sql.SQL(" OR ").join(terms)
     )
     row = src.execute(query).fetchone()
     return int(row[0]) if row else 0
@@ -224,11 +237,10 @@ class _Loader:
         return self.resolved.tables[name].target.name
 
     def truncate(self) -> None:
-        emptied = [p.target.name for p in self.resolved.tables.values() if p.mode != "none"]
+        # ONLY: a table's inheritance children are tables of their own, with their own copy mode.
+        emptied = sorted((p.target for p in self.resolved.tables.values() if p.mode != "none"), key=_name)
         if emptied:
-            self.tgt.execute(
-                sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(ident(n) for n in sorted(emptied)))
-            )
+            self.tgt.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(relation(t) for t in emptied)))
 
     def _stream(self, plan: TablePlan, select: sql.Composable, step: str) -> int:
         """COPY the rows of ``select`` (run on the source) into the plan's target table; returns the count."""
@@ -310,7 +322,7 @@ class _Loader:
                         continue
                     target_fk = link.fk
                     make = nullify_dangling if link.policy == "nullify" else delete_dangling
-                    cur = self.tgt.execute(make(self._target(child), parent.target.name, target_fk))
+                    cur = self.tgt.execute(make(tables[child].target, parent.target, target_fk))
                     if cur.rowcount > 0:
                         changed = True
                         label = display(self._target(child))
@@ -323,7 +335,7 @@ class _Loader:
     def _pull_parents(self, fk: ForeignKey) -> int:
         """Copy into the parent table the rows the child references but the target lacks; returns rows added."""
         parent_plan = self.resolved.tables[fk.referenced]
-        query = missing_parent_keys(self._target(fk.table), parent_plan.target.name, fk)
+        query = missing_parent_keys(self.resolved.tables[fk.table].target, parent_plan.target, fk)
         added = 0
         with self.tgt.cursor(name="sampling_missing_keys") as keys:
             keys.execute(query)
@@ -456,6 +468,10 @@ def sequence_bounds(
     )
 
 
+def _name(table: Table) -> QualifiedName:
+    return table.name
+
+
 def _touched_targets(resolved: Resolved) -> set[QualifiedName]:
     return {p.target.name for p in resolved.tables.values() if p.mode != "none"}
 
@@ -469,7 +485,8 @@ def dangling_foreign_keys(tgt: Connection, resolved: Resolved) -> list[str]:
         for fk in table.foreign_keys:
             if table.name not in touched and fk.referenced not in touched:
                 continue
-            row = tgt.execute(count_dangling(table.name, fk.referenced, fk)).fetchone()
+            parent = target_tables.get(fk.referenced) or Table(fk.referenced, (), (), False)
+            row = tgt.execute(count_dangling(table, parent, fk)).fetchone()
             if row and row[0]:
                 problems.append(f"{describe_link(fk)} ({fk.name}): {row[0]} rows reference missing rows")
     return problems

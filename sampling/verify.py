@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from sampling.catalog import display, ident
+from sampling.catalog import display, ident, relation
 from sampling.config import SamplingConfig
 from sampling.engine import (
     KEY_BATCH,
@@ -13,7 +13,7 @@ from sampling.engine import (
     sequence_bounds,
     sequence_columns,
 )
-from sampling.model import TablePlan
+from sampling.model import Resolved, TablePlan
 from sampling.results import VerifyReport
 from sampling.selection import count_dangling, describe_link
 from sampling.session import Connection, connect, database_errors, resolve_databases
@@ -35,7 +35,7 @@ def verify(config: SamplingConfig, source_url: str, target_url: str) -> VerifyRe
                 parent = resolved.tables.get(link.fk.referenced)
                 if link.fk.declared and parent is not None and plan.mode != "none":
                     row = tgt.execute(
-                        count_dangling(plan.target.name, parent.target.name, link.fk)
+                        count_dangling(plan.target, parent.target, link.fk)
                     ).fetchone()
                     links += 1
                     if row and row[0]:
@@ -49,6 +49,7 @@ def verify(config: SamplingConfig, source_url: str, target_url: str) -> VerifyRe
             problem = _sequence_problem(tgt, sequence_bounds(tgt, sequence, used_by))
             if problem:
                 problems.append(problem)
+        problems.extend(_duplicated_inherited_rows(tgt, resolved))
         columns = 0
         for plan in resolved.tables.values():
             for name, rule in plan.rules.items():
@@ -82,6 +83,46 @@ def _sequence_problem(tgt: Connection, bounds: SequenceBounds) -> str | None:
             f"RESTART WITH {bounds.restart_value()}"
         )
     return None
+
+
+_INHERITANCE_CHILDREN_SQL = """
+SELECT n.nspname, c.relname FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.inhparent = %s::regclass AND NOT c.relispartition ORDER BY 1, 2
+"""
+
+
+def _duplicated_inherited_rows(tgt: Connection, resolved: Resolved) -> list[str]:
+    """Rows of a parent table (classic INHERITS) that are also rows of one of its children.
+
+    A parent read without ONLY returns its children's rows too; loading that into the parent
+    duplicates every child row. Compared by the parent's primary key, else by all its columns.
+    """
+    problems = []
+    for plan in resolved.tables.values():
+        parent = plan.target
+        if plan.mode == "none" or not parent.inherited or parent.partitioned:
+            continue
+        key = parent.primary_key or tuple(c.name for c in parent.columns)
+        for schema, name in tgt.execute(_INHERITANCE_CHILDREN_SQL, (ident(parent.name).as_string(tgt),)):
+            child = (str(schema), str(name))
+            row = tgt.execute(
+                sql.SQL(
+                    "SELECT count(*) FROM {parent} AS p WHERE EXISTS "
+                    "(SELECT 1 FROM ONLY {child} AS c WHERE ROW({c})::text = ROW({p})::text)"
+                ).format(
+                    parent=relation(parent),
+                    child=ident(child),
+                    c=sql.SQL(", ").join(sql.Identifier("c", k) for k in key),
+                    p=sql.SQL(", ").join(sql.Identifier("p", k) for k in key),
+                )
+            ).fetchone()
+            if row and row[0]:
+                problems.append(
+                    f"{display(parent.name)}: {row[0]} rows are also rows of its inheritance child "
+                    f"{display(child)} (the parent was read without ONLY); run the sampler again"
+                )
+    return problems
 
 
 def _leaked_values(src: Connection, tgt: Connection, plan: TablePlan, column: str) -> int:

