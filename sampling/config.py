@@ -166,6 +166,9 @@ class SamplingConfig(_Strict):
     vault: VaultOptions = Field(default_factory=VaultOptions)
     #: work_mem of the source session: the hashed key sets of semi-joins must fit in it.
     source_work_mem: str = "256MB"
+    #: How long a run waits for a table lock on either database before it stops and names the sessions
+    #: that hold it (e.g. a developer's open transaction on a table the run empties).
+    lock_timeout: str = "30s"
     #: Where the configuration came from, for error messages.
     source_file: str = "<config>"
 
@@ -176,6 +179,15 @@ class SamplingConfig(_Strict):
 
         if not re.fullmatch(r"\d+\s*(kB|MB|GB)", value):
             raise ValueError("must look like '256MB' (units kB, MB or GB)")
+        return value
+
+    @field_validator("lock_timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[1-9]\d*\s*(ms|s|min)", value):
+            raise ValueError("must look like '30s' (a positive number with unit ms, s or min)")
         return value
 
 

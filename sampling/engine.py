@@ -18,6 +18,8 @@ run() in short:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -164,13 +166,14 @@ def run(
         prepare_source(src, config, anonymisation_key(config, resolved))
         _prepare_target(tgt)
         loader = _Loader(resolved, src, tgt, report)
-        loader.prepare_queries()
-        loader.truncate()
-        loader.load_downward()
-        loader.resolve_parents()
-        loader.validate()
-        loader.reset_sequences()
-        loader.analyze()
+        with _lock_waits(config, src, tgt, resolved):
+            loader.prepare_queries()
+            loader.truncate()
+            loader.load_downward()
+            loader.resolve_parents()
+            loader.validate()
+            loader.reset_sequences()
+            loader.analyze()
         if dry_run:
             tgt.rollback()
         else:
@@ -209,6 +212,51 @@ def _prepare_target(tgt: Connection) -> None:
             "the target role may not set session_replication_role (needed to load without firing triggers "
             "and per-row foreign-key checks): use a superuser, or on PostgreSQL 15+ "
             "GRANT SET ON PARAMETER session_replication_role TO <role>"
+        ) from None
+
+
+#: Sessions holding a lock on any of the given relations, other than this one.
+_LOCK_HOLDERS_SQL = """
+SELECT DISTINCT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), coalesce(a.usename::text, '')
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.granted AND l.pid <> pg_backend_pid() AND l.locktype = 'relation'
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.relation = ANY(SELECT to_regclass(name) FROM unnest(%s::text[]) AS name)
+ORDER BY 1
+"""
+
+
+@contextmanager
+def _lock_waits(
+    config: SamplingConfig, src: Connection, tgt: Connection, resolved: Resolved
+) -> Iterator[None]:
+    """Wait at most ``lock_timeout`` for any table lock; then stop, naming the sessions that hold them.
+
+    Without it a developer's open transaction on a table the run empties makes the run wait at
+    TRUNCATE forever, silently. Everything the run did is rolled back.
+    """
+    for conn in (src, tgt):
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (config.lock_timeout,))
+    try:
+        yield
+    except psycopg.errors.LockNotAvailable:
+        source_failed = src.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        conn, side = (src, "source") if source_failed else (tgt, "target")
+        tables = [p.source if source_failed else p.target for p in resolved.tables.values()]
+        conn.rollback()
+        names = [ident(t.name).as_string(conn) for t in tables]
+        holders = [
+            f"pid {pid} (application_name {app!r}, state {state!r}, user {user!r})"
+            for pid, app, state, user in conn.execute(_LOCK_HOLDERS_SQL, (names,)).fetchall()
+        ]
+        blocking = "; ".join(holders) or "none left (they finished meanwhile)"
+        first = holders[0].split()[1] if holders else "<pid>"
+        raise SamplingError(
+            f"the {side} database did not grant a table lock within lock_timeout {config.lock_timeout}: other "
+            f"sessions hold locks on the tables the run reads or replaces. Sessions holding them: {blocking}. "
+            "Nothing was changed. Let those sessions finish (commit or roll back; close idle transactions), or "
+            f"end them on the {side} database with SELECT pg_terminate_backend({first}); then run again. "
+            f"To wait longer, raise lock_timeout in {config.source_file}."
         ) from None
 
 

@@ -14,6 +14,7 @@ by hand from DATA_SQL:
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -540,3 +541,32 @@ def test_tables_that_belong_to_an_extension_are_not_application_tables(
     assert rows(target, "SELECT srid FROM spatial_ref_sys") == [(4326,)]
     with pytest.raises(ConfigError, match="no table 'spatial_ref_sys'"):
         plan(parse_config({"roots": [{"table": "spatial_ref_sys", "fraction": 1.0}]}), source)
+
+
+# --- Locks (issue 13: defect 5) --------------------------------------------------------------------
+
+
+def test_a_session_holding_a_lock_stops_the_run_with_its_name_and_how_to_retry(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    """A developer's open transaction on a table the run empties made the run wait forever at TRUNCATE."""
+    source, target = makapix
+    makapix_config["lock_timeout"] = "1s"
+    with psycopg.connect(target, application_name="dev-shell") as developer:
+        developer.execute("SELECT count(*) FROM posts")  # idle in transaction, holding ACCESS SHARE
+        pid = developer.info.backend_pid
+        started = time.monotonic()
+        with pytest.raises(SamplingError) as stopped:
+            run(parse_config(makapix_config), source, target)
+        assert time.monotonic() - started < 20
+    message = str(stopped.value)
+    assert "the target database did not grant a table lock within lock_timeout 1s" in message
+    assert f"pid {pid} (application_name 'dev-shell', state 'idle in transaction'" in message
+    assert f"SELECT pg_terminate_backend({pid})" in message and "then run again" in message
+    assert ids(rows, target, "SELECT id FROM users") == [99]  # nothing changed
+
+
+def test_lock_timeout_must_be_a_duration(makapix_config: dict[str, Any]) -> None:
+    makapix_config["lock_timeout"] = "forever"
+    with pytest.raises(ConfigError, match=r"lock_timeout: Value error, must look like '30s'"):
+        parse_config(makapix_config, "cfg.yaml")
