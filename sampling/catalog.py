@@ -222,6 +222,74 @@ def read_catalog(conn: psycopg.Connection[tuple[object, ...]], schemas: list[str
     return Catalog(tables)
 
 
+@dataclass(frozen=True)
+class OutsideReference:
+    """A foreign key of a table the run does not replace, to a table it replaces (or to another such table).
+
+    Examples: a development-only table a migration added, a table of a schema left out of ``schemas``,
+    a ``copy: none`` table. Its tables carry names and flags only (no columns).
+    """
+
+    fk: ForeignKey
+    table: Table
+    referenced: Table
+
+
+# Every foreign key of the database, partitions mapped to their roots (as in _KEYS_SQL), with what
+# relation() needs to address both tables.
+_ALL_FOREIGN_KEYS_SQL = """
+WITH keys AS (
+    SELECT con.conname, con.conkey, con.confkey, con.conrelid, con.confrelid,
+           coalesce(pg_partition_root(con.conrelid), con.conrelid) AS table_oid,
+           coalesce(pg_partition_root(con.confrelid), con.confrelid) AS referenced_oid
+    FROM pg_constraint con
+    WHERE con.contype = 'f' AND con.conparentid = 0
+)
+SELECT k.conname, tn.nspname, t.relname, t.relkind = 'p',
+       EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = t.oid) AND t.relkind = 'r',
+       ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY AS u(num, ord)
+             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.num ORDER BY u.ord),
+       rn.nspname, r.relname, r.relkind = 'p',
+       EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = r.oid) AND r.relkind = 'r',
+       ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY AS u(num, ord)
+             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.num ORDER BY u.ord)
+FROM keys k
+JOIN pg_class t ON t.oid = k.table_oid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+JOIN pg_class r ON r.oid = k.referenced_oid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+ORDER BY 2, 3, 1
+"""
+
+
+def outside_references(
+    conn: psycopg.Connection[tuple[object, ...]], replaced: set[QualifiedName]
+) -> list[OutsideReference]:
+    """Foreign keys that reach the ``replaced`` tables from tables the run leaves alone, transitively.
+
+    Such a table makes TRUNCATE fail, and its rows would dangle once the rows they reference are
+    gone; the tables referencing *it* are affected in turn.
+    """
+    every: dict[tuple[object, ...], OutsideReference] = {}
+    for conname, ts, tn, tp, ti, cols, rs, rn, rp, ri, rcols in conn.execute(_ALL_FOREIGN_KEYS_SQL):
+        table = Table((str(ts), str(tn)), (), (), bool(tp), (), bool(ti))
+        referenced = Table((str(rs), str(rn)), (), (), bool(rp), (), bool(ri))
+        fk = ForeignKey(str(conname), table.name, tuple(_names(cols)), referenced.name, tuple(_names(rcols)))
+        every.setdefault(
+            (fk.table, fk.columns, fk.referenced, fk.referenced_columns),
+            OutsideReference(fk, table, referenced),
+        )
+    reached = set(replaced)
+    found: dict[tuple[object, ...], OutsideReference] = {}
+    changed = True
+    while changed:
+        changed = False
+        for key, ref in every.items():
+            if key not in found and ref.fk.referenced in reached and ref.fk.table not in replaced:
+                found[key] = ref
+                changed = True
+                reached.add(ref.fk.table)
+    return sorted(found.values(), key=lambda ref: (ref.fk.table, ref.fk.columns, ref.fk.referenced))
+
+
 def server_identity(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[str, int, str]:
     """(postmaster start time, backend pid, database): lets the sampler tell if two connections share a server."""
     row = conn.execute(

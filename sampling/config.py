@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sampling.errors import ConfigError
 
 ParentPolicy = Literal["include", "nullify", "drop"]
+#: What a run does with tables it does not replace whose foreign keys reference tables it replaces.
+OutsideRule = Literal["prune", "empty", "refuse"]
 RuleName = Literal["keep", "null", "constant", "email", "password", "ip", "token", "redact", "pseudonym"]
 
 #: Rules whose output depends on the secret anonymisation key.
@@ -162,6 +164,10 @@ class SamplingConfig(_Strict):
     anonymisation: Anonymisation = Field(default_factory=Anonymisation)
     #: Policy of foreign keys the configuration does not mention.
     default_parent_policy: ParentPolicy = "include"
+    #: Tables outside the sample (only in the target, in a schema not listed, ``copy: none``) whose foreign
+    #: keys reference a replaced table: ``prune`` keeps their rows whose references still resolve and
+    #: deletes the others; ``empty`` empties them; ``refuse`` stops before writing. Same transaction.
+    outside_references: OutsideRule = "prune"
     #: The vault files copied after a stack's sampling run (``python -m sampling stack-run``).
     vault: VaultOptions = Field(default_factory=VaultOptions)
     #: work_mem of the source session: the hashed key sets of semi-joins must fit in it.

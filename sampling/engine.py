@@ -25,7 +25,16 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from sampling.catalog import ForeignKey, QualifiedName, Table, display, ident, relation
+from sampling.catalog import (
+    ForeignKey,
+    OutsideReference,
+    QualifiedName,
+    Table,
+    display,
+    ident,
+    outside_references,
+    relation,
+)
 from sampling.config import SamplingConfig
 from sampling.errors import SamplingError
 from sampling.model import Resolved, TablePlan
@@ -70,9 +79,13 @@ def plan(
     with database_errors(source_url, target_url), connect(source_url, "source", read_only=True) as src:
         if target_url is None:
             resolved = resolve_databases(config, src, None)
+            # No target: the source's own tables outside the sample (other schemas) stand in for it.
+            replaced = {p.source.name for p in resolved.tables.values() if p.mode != "none"}
+            outside = outside_references(src, replaced)
         else:
             with connect(target_url, "target", read_only=True) as tgt:
                 resolved = resolve_databases(config, src, tgt)
+                outside = outside_references(tgt, _touched_targets(resolved))
         prepare_source(src, config, anonymisation_key(config, resolved))
         queries = SourceQueries(resolved)
         rows: dict[str, TablePlanRow] = {}
@@ -100,7 +113,11 @@ def plan(
                 src, queries, parent_plan.source, fks
             )
         result = Plan(
-            rows, list(resolved.unreached), list(resolved.sensitive_without_rule), list(resolved.cycle_breaks)
+            rows,
+            list(resolved.unreached),
+            list(resolved.sensitive_without_rule),
+            list(resolved.cycle_breaks),
+            [describe_link(ref.fk) for ref in outside],
         )
     if exact and target_url:
         for label, loaded_rows in run(config, source_url, target_url, dry_run=True).tables.items():
@@ -163,14 +180,23 @@ def run(
     ):
         resolved = resolve_databases(config, src, tgt)
         _refuse_unsafe(resolved)
+        outside = outside_references(tgt, _touched_targets(resolved))
+        if outside and config.outside_references == "refuse":
+            raise SamplingError(
+                f"{config.source_file}: tables outside the sample reference tables the run replaces: "
+                f"{', '.join(describe_link(ref.fk) for ref in outside)}. Their rows would dangle. Set "
+                "outside_references: prune (keep their rows whose references still resolve) or empty, or add "
+                "those tables to the sample."
+            )
         prepare_source(src, config, anonymisation_key(config, resolved))
         _prepare_target(tgt)
-        loader = _Loader(resolved, src, tgt, report)
+        loader = _Loader(resolved, src, tgt, report, outside)
         with _lock_waits(config, src, tgt, resolved):
             loader.prepare_queries()
             loader.truncate()
             loader.load_downward()
             loader.resolve_parents()
+            loader.prune_outside()
             loader.validate()
             loader.reset_sequences()
             loader.analyze()
@@ -186,6 +212,8 @@ def run(
             loader.included,
             loader.nullified,
             loader.dropped,
+            loader.outside_pruned,
+            loader.outside_emptied,
         )
 
 
@@ -264,9 +292,18 @@ class _Loader:
     """The target-side steps of one run, sharing the two connections and the row counts."""
 
     def __init__(
-        self, resolved: Resolved, src: Connection, tgt: Connection, report: ProgressCallback
+        self,
+        resolved: Resolved,
+        src: Connection,
+        tgt: Connection,
+        report: ProgressCallback,
+        outside: list[OutsideReference],
     ) -> None:
         self.resolved = resolved
+        self.outside = outside
+        self.rule = resolved.config.outside_references
+        self.outside_pruned: dict[str, int] = {}
+        self.outside_emptied: list[str] = []
         self.src = src
         self.tgt = tgt
         self.report = report
@@ -285,10 +322,50 @@ class _Loader:
         return self.resolved.tables[name].target.name
 
     def truncate(self) -> None:
+        """Empty the replaced tables (and, by the ``empty`` rule, the outside tables referencing them).
+
+        TRUNCATE refuses a table that a table not emptied with it references: under ``prune`` the
+        tables outside tables reference (and, transitively, the tables those reference) are emptied
+        with DELETE instead, which the replica role lets through without foreign-key checks.
+        """
         # ONLY: a table's inheritance children are tables of their own, with their own copy mode.
-        emptied = sorted((p.target for p in self.resolved.tables.values() if p.mode != "none"), key=_name)
-        if emptied:
+        replaced = {p.target.name: p.target for p in self.resolved.tables.values() if p.mode != "none"}
+        truncated = dict(replaced)
+        if self.rule == "empty":
+            for ref in self.outside:
+                truncated[ref.table.name] = ref.table
+            self.outside_emptied = sorted({display(ref.table.name) for ref in self.outside})
+        deleted: dict[QualifiedName, Table] = {}
+        if self.rule == "prune":
+            pending = [ref.fk.referenced for ref in self.outside if ref.fk.referenced in replaced]
+            while pending:
+                name = pending.pop()
+                if name not in deleted:
+                    deleted[name] = replaced[name]
+                    pending.extend(
+                        fk.referenced for fk in replaced[name].foreign_keys if fk.referenced in replaced
+                    )
+            for name in deleted:
+                del truncated[name]
+        if truncated:
+            emptied = sorted(truncated.values(), key=_name)
             self.tgt.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(relation(t) for t in emptied)))
+        for table in sorted(deleted.values(), key=_name):
+            self.tgt.execute(sql.SQL("DELETE FROM {}").format(relation(table)))
+
+    def prune_outside(self) -> None:
+        """``prune``: delete the outside rows whose references no longer resolve, cascading among them."""
+        if self.rule != "prune":
+            return
+        changed = True
+        while changed:
+            changed = False
+            for ref in self.outside:
+                cur = self.tgt.execute(delete_dangling(ref.table, ref.referenced, ref.fk))
+                if cur.rowcount > 0:
+                    changed = True
+                    label = display(ref.table.name)
+                    self.outside_pruned[label] = self.outside_pruned.get(label, 0) + cur.rowcount
 
     def _stream(self, plan: TablePlan, select: sql.Composable, step: str) -> int:
         """COPY the rows of ``select`` (run on the source) into the plan's target table; returns the count."""
@@ -398,8 +475,9 @@ class _Loader:
         return added
 
     def validate(self) -> None:
-        """Every foreign key of the touched target tables resolves (the load skipped per-row checks)."""
-        problems = dangling_foreign_keys(self.tgt, self.resolved)
+        """Every foreign key of the touched target tables resolves (the load skipped per-row checks),
+        and so does every foreign key that reaches them from outside the sample."""
+        problems = dangling_foreign_keys(self.tgt, self.resolved) + dangling_outside(self.tgt, self.outside)
         if problems:
             raise SamplingError(
                 "foreign keys do not resolve in the target; nothing was committed:\n  "
@@ -514,6 +592,19 @@ def sequence_bounds(
         None if low is None else int(low),
         tuple(f"{display(table)}.{column}" for table, column in columns),
     )
+
+
+def dangling_outside(tgt: Connection, outside: list[OutsideReference]) -> list[str]:
+    """Foreign keys from tables outside the sample that some row violates."""
+    problems = []
+    for ref in outside:
+        row = tgt.execute(count_dangling(ref.table, ref.referenced, ref.fk)).fetchone()
+        if row and row[0]:
+            problems.append(
+                f"{describe_link(ref.fk)} ({ref.fk.name}, a table outside the sample): {row[0]} rows "
+                "reference missing rows"
+            )
+    return problems
 
 
 def _name(table: Table) -> QualifiedName:

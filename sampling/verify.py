@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from sampling.catalog import display, ident, relation
+from sampling.catalog import display, ident, outside_references, relation
 from sampling.config import SamplingConfig
 from sampling.engine import (
     KEY_BATCH,
     SequenceBounds,
     dangling_foreign_keys,
+    dangling_outside,
     sequence_bounds,
     sequence_columns,
 )
@@ -28,7 +29,10 @@ def verify(config: SamplingConfig, source_url: str, target_url: str) -> VerifyRe
     ):
         resolved = resolve_databases(config, src, tgt)
         problems = dangling_foreign_keys(tgt, resolved)
-        links = sum(len(p.target.foreign_keys) for p in resolved.tables.values())
+        touched = {p.target.name for p in resolved.tables.values() if p.mode != "none"}
+        outside = outside_references(tgt, touched)
+        problems.extend(dangling_outside(tgt, outside))
+        links = sum(len(p.target.foreign_keys) for p in resolved.tables.values()) + len(outside)
         warnings = []
         for plan in resolved.tables.values():
             for link in plan.links:

@@ -570,3 +570,92 @@ def test_lock_timeout_must_be_a_duration(makapix_config: dict[str, Any]) -> None
     makapix_config["lock_timeout"] = "forever"
     with pytest.raises(ConfigError, match=r"lock_timeout: Value error, must look like '30s'"):
         parse_config(makapix_config, "cfg.yaml")
+
+
+# --- Tables outside the sample that reference it (issue 13: defect 4) ------------------------------
+
+# A development-only table (a migration ahead of production) with a table referencing it in turn,
+# and a table in a schema the configuration leaves out; both reference sampled users.
+OUTSIDE_SQL = """
+CREATE TABLE dev_notes (id int PRIMARY KEY, user_id bigint NOT NULL REFERENCES users);
+CREATE TABLE dev_note_tags (note_id int NOT NULL REFERENCES dev_notes, tag text);
+INSERT INTO dev_notes VALUES (1, 1), (2, 99);
+INSERT INTO dev_note_tags VALUES (1, 'kept'), (2, 'on a note of a user the sample replaces');
+"""
+EXTRA_SCHEMA_SQL = "CREATE SCHEMA extra; CREATE TABLE extra.likes (user_id bigint REFERENCES public.users);"
+
+
+@pytest.fixture
+def outside(makapix: tuple[str, str], execute: Callable[[str, str], None]) -> tuple[str, str]:
+    source, target = makapix
+    execute(source, EXTRA_SCHEMA_SQL + "INSERT INTO extra.likes VALUES (1);")
+    execute(
+        target,
+        "SET session_replication_role = replica;"
+        + OUTSIDE_SQL
+        + EXTRA_SCHEMA_SQL
+        + "INSERT INTO extra.likes VALUES (2), (99);",
+    )
+    return source, target
+
+
+OUTSIDE_LINKS = [
+    "extra.likes(user_id) -> public.users(id)",
+    "public.dev_note_tags(note_id) -> public.dev_notes(id)",
+    "public.dev_notes(user_id) -> public.users(id)",
+]
+
+
+def test_plan_names_the_tables_outside_the_sample_that_reference_it(
+    outside: tuple[str, str], makapix_config: dict[str, Any]
+) -> None:
+    source, target = outside
+    config = parse_config(makapix_config)
+    assert plan(config, source, target).outside_references == OUTSIDE_LINKS
+    # Without a target, the source's tables outside the configured schemas.
+    assert plan(config, source).outside_references == ["extra.likes(user_id) -> public.users(id)"]
+
+
+def test_outside_rows_whose_references_still_resolve_are_kept_the_others_pruned(
+    outside: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    """The default rule, prune; it used to fail at TRUNCATE ("cannot truncate a table referenced ...")."""
+    source, target = outside
+    config = parse_config(makapix_config)
+    summary = run(config, source, target)
+    assert rows(target, "SELECT id, user_id FROM dev_notes") == [(1, 1)]
+    assert rows(target, "SELECT tag FROM dev_note_tags") == [("kept",)]  # cascaded to the second level
+    assert rows(target, "SELECT user_id FROM extra.likes") == [(2,)]
+    assert summary.outside_pruned == {"extra.likes": 1, "public.dev_notes": 1, "public.dev_note_tags": 1}
+    report = verify(config, source, target)
+    assert report.ok, report.problems
+    assert summary.tables["public.users"].rows == 5  # the sample itself is the same as with TRUNCATE
+
+
+def test_outside_tables_can_be_emptied_or_refused(
+    outside: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    source, target = outside
+    with pytest.raises(SamplingError, match=r"outside_references: prune .* or empty") as refused:
+        run(parse_config({**makapix_config, "outside_references": "refuse"}), source, target)
+    assert all(link in str(refused.value) for link in OUTSIDE_LINKS)
+    assert rows(target, "SELECT count(*) FROM dev_notes") == [(2,)]
+
+    summary = run(parse_config({**makapix_config, "outside_references": "empty"}), source, target)
+    assert summary.outside_emptied == ["extra.likes", "public.dev_note_tags", "public.dev_notes"]
+    for table in ("dev_notes", "dev_note_tags", "extra.likes"):
+        assert rows(target, f"SELECT count(*) FROM {table}") == [(0,)]
+    assert verify(parse_config(makapix_config), source, target).ok
+
+
+def test_verify_finds_an_outside_row_that_dangles(
+    outside: tuple[str, str], makapix_config: dict[str, Any], execute: Callable[[str, str], None]
+) -> None:
+    source, target = outside
+    config = parse_config(makapix_config)
+    run(config, source, target)
+    execute(target, "SET session_replication_role = replica; INSERT INTO dev_notes VALUES (3, 4242);")
+    assert verify(config, source, target).problems == [
+        "public.dev_notes(user_id) -> public.users(id) (dev_notes_user_id_fkey, a table outside the sample): "
+        "1 rows reference missing rows"
+    ]
