@@ -198,7 +198,10 @@ def dangling(child: Table, parent: Table, fk: ForeignKey) -> sql.Composed:
         sql.SQL("p.{} = c.{}").format(sql.Identifier(r), sql.Identifier(col))
         for col, r in zip(fk.columns, fk.referenced_columns, strict=True)
     )
-    parts = [*not_null, sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS p WHERE {})").format(relation(parent), match)]
+    parts = [
+        *not_null,
+        sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS p WHERE {})").format(relation(parent), match),
+    ]
     if fk.when:
         parts.append(sql.SQL("({})").format(sql.SQL(fk.when)))
     return sql.SQL(" AND ").join(parts)

@@ -38,9 +38,7 @@ def verify(config: SamplingConfig, source_url: str, target_url: str) -> VerifyRe
             for link in plan.links:
                 parent = resolved.tables.get(link.fk.referenced)
                 if link.fk.declared and parent is not None and plan.mode != "none":
-                    row = tgt.execute(
-                        count_dangling(plan.target, parent.target, link.fk)
-                    ).fetchone()
+                    row = tgt.execute(count_dangling(plan.target, parent.target, link.fk)).fetchone()
                     links += 1
                     if row and row[0]:
                         warnings.append(
