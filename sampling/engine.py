@@ -565,31 +565,32 @@ class SequenceBounds:
 def sequence_bounds(
     conn: Connection, sequence: str, columns: list[tuple[QualifiedName, str]]
 ) -> SequenceBounds:
-    """Read ``sequence``'s settings and the largest and smallest value of the ``columns`` it fills."""
-    largest = sql.SQL(", ").join(
-        sql.SQL("(SELECT max({})::bigint FROM {})").format(sql.Identifier(column), ident(table))
-        for table, column in columns
-    )
-    smallest = sql.SQL(", ").join(
-        sql.SQL("(SELECT min({})::bigint FROM {})").format(sql.Identifier(column), ident(table))
+    """Read ``sequence``'s settings and the extreme value of the ``columns`` it fills: the largest for
+    an ascending sequence, the smallest for a descending one (one index lookup each on a key column)."""
+    settings = conn.execute(
+        "SELECT seqstart, seqincrement, seqmin, seqmax FROM pg_sequence WHERE seqrelid = %s::regclass",
+        (sequence,),
+    ).fetchone()
+    assert settings is not None
+    start, increment, minimum, maximum = (int(v) for v in settings)
+    ascending = increment > 0
+    aggregate = sql.SQL("max" if ascending else "min")
+    extremes = sql.SQL(", ").join(
+        sql.SQL("(SELECT {}({})::bigint FROM {})").format(aggregate, sql.Identifier(column), ident(table))
         for table, column in columns
     )
     row = conn.execute(
-        sql.SQL(
-            "SELECT s.seqstart, s.seqincrement, s.seqmin, s.seqmax, greatest({}), least({}) "
-            "FROM pg_sequence AS s WHERE s.seqrelid = {}::regclass"
-        ).format(largest, smallest, sql.Literal(sequence))
+        sql.SQL("SELECT {}({})").format(sql.SQL("greatest" if ascending else "least"), extremes)
     ).fetchone()
-    assert row is not None
-    start, increment, minimum, maximum, high, low = row
+    extreme = None if row is None or row[0] is None else int(row[0])
     return SequenceBounds(
         sequence,
-        int(start),
-        int(increment),
-        int(minimum),
-        int(maximum),
-        None if high is None else int(high),
-        None if low is None else int(low),
+        start,
+        increment,
+        minimum,
+        maximum,
+        extreme if ascending else None,
+        None if ascending else extreme,
         tuple(f"{display(table)}.{column}" for table, column in columns),
     )
 

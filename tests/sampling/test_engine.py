@@ -425,6 +425,22 @@ def test_a_shared_sequence_goes_past_every_column_that_uses_it(
     assert rows(target, "SELECT nextval('shared')") == [(41,)]
 
 
+def test_a_descending_sequence_goes_below_the_smallest_value(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    schema = """
+    CREATE SEQUENCE down INCREMENT BY -1 MAXVALUE -1 START WITH -1;
+    CREATE TABLE t (id int DEFAULT nextval('down') PRIMARY KEY);
+    """
+    source, target = make_database(), make_database()
+    execute(source, schema + "INSERT INTO t SELECT FROM generate_series(1, 3);")
+    execute(target, schema)
+    config = parse_config({"roots": [{"table": "t", "fraction": 1.0}]})
+    run(config, source, target)
+    assert verify(config, source, target).ok
+    assert rows(target, "SELECT nextval('down')") == [(-4,)]
+
+
 def _sequence_state(rows: Rows, url: str) -> list[tuple[Any, ...]]:
     return rows(
         url,
