@@ -72,3 +72,21 @@ def test_a_wrong_production_password_fails_the_stack_run(
     assert code == stack_run.EXIT_FAILURE and out == ""
     assert "the user or password in SAMPLING_SOURCE_URL is wrong" in err
     assert "pulumi up --stack prod" in err and "wrong-Pa55" not in err
+
+
+def test_grant_reader_fails_at_once_on_a_wrong_owner_password(
+    make_database: Callable[[], str],
+    password_login: Login,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It used to retry for its whole --wait (120 s) as if the server were still starting."""
+    from sampling import access
+
+    monkeypatch.setenv(access.OWNER_URL_ENV, password_login(make_database(), "wrong-Pa55"))
+    monkeypatch.setenv(access.PASSWORD_ENV, "reader-password")
+    started = time.monotonic()
+    assert access.main(["--wait", "120"]) == 1
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert "the user or password in SAMPLING_OWNER_URL is wrong" in err and "wrong-Pa55" not in err
