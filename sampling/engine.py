@@ -4,15 +4,19 @@ run() in short:
   1. source: one READ ONLY transaction at REPEATABLE READ (one snapshot for every table);
      target: one transaction with ``session_replication_role = replica`` (no triggers, no
      per-row foreign-key checks).
-  2. check the configuration against both catalogs and EXPLAIN every selection (nothing
-     written yet), then TRUNCATE the target tables in one statement;
+  2. check the configuration against both catalogs, find the tables outside the sample that
+     reference it (``outside_references``) and EXPLAIN every selection (nothing written yet), then
+     empty the target tables (one TRUNCATE; DELETE for those that ``prune`` keeps references to);
+     every lock wait is bounded by ``lock_timeout``;
   3. downward pass: per table, ``COPY (SELECT anonymised ...) TO STDOUT`` on the source streamed
      into ``COPY ... FROM STDIN`` on the target (binary where the types allow);
   4. parents: repeat until nothing is missing — find references whose parent is not loaded
      (anti-join on the target), fetch those parents from the source by key in bounded batches
      (include); then nullify / drop, cascading drops;
-  5. validate every foreign key (anti-join), move sequences past the copied values, ANALYZE,
-     COMMIT.  Any error or a killed process rolls the target back to exactly what it was.
+  5. prune (or have emptied) the outside rows that no longer resolve, validate every foreign key
+     (anti-join), restart every sequence the replaced tables use past their values (ALTER SEQUENCE,
+     transactional), ANALYZE, COMMIT.  Any error or a killed process rolls the target back to
+     exactly what it was, sequences included.
 """
 
 from __future__ import annotations
