@@ -90,3 +90,17 @@ def test_grant_reader_fails_at_once_on_a_wrong_owner_password(
     assert time.monotonic() - started < 10
     err = capsys.readouterr().err
     assert "the user or password in SAMPLING_OWNER_URL is wrong" in err and "wrong-Pa55" not in err
+
+
+def test_the_sampler_names_the_variable_of_a_refused_login(
+    make_database: Callable[[], str], password_login: Login, makapix_config: dict[str, Any]
+) -> None:
+    from sampling import plan
+    from sampling.config import parse_config
+
+    with pytest.raises(SamplingError) as refused:
+        plan(parse_config(makapix_config), password_login(make_database(), "wrong-Pa55"))
+    message = str(refused.value)
+    assert "cannot connect to the source server postgresql://pw_" in message
+    assert "the user or password of the source URL is wrong: --source or SAMPLING_SOURCE_URL" in message
+    assert "wrong-Pa55" not in message
