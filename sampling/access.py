@@ -197,7 +197,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
     try:
-        wait_until_accepting(owner_url, args.wait, "production")
+        wait_until_accepting(owner_url, args.wait, "production", variable=OWNER_URL_ENV)
         summary = grant_reader(owner_url, args.role, password, args.schemas or ["public"])
     except SamplingError as error:
         print(f"error: {mask_text(str(error), password)}", file=sys.stderr)

@@ -116,6 +116,7 @@ def _print_plan(console: Console, result: Any) -> None:
         ("Unreached tables (run refuses)", result.unreached),
         ("Sensitive-looking columns without a rule (run refuses)", result.sensitive_without_rule),
         ("Links not followed, to break cycles", result.cycle_breaks),
+        ("Tables outside the sample that reference it (see outside_references)", result.outside_references),
     ):
         if items:
             console.print(f"{title}: " + ", ".join(items))
@@ -156,7 +157,9 @@ def main(argv: list[str]) -> int:
                 err.print(
                     f"copied {result.total_rows:,} rows in {result.seconds:.2f} s "
                     f"(parents pulled in: {sum(result.included.values()):,}, references cleared: "
-                    f"{sum(result.nullified.values()):,}, rows dropped: {sum(result.dropped.values()):,})"
+                    f"{sum(result.nullified.values()):,}, rows dropped: {sum(result.dropped.values()):,}, "
+                    f"outside rows pruned: {sum(result.outside_pruned.values()):,}, outside tables emptied: "
+                    f"{len(result.outside_emptied)})"
                 )
         else:
             target = _url(args.target, TARGET_ENV, "target")

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sampling.errors import ConfigError
 
 ParentPolicy = Literal["include", "nullify", "drop"]
+#: What a run does with tables it does not replace whose foreign keys reference tables it replaces.
+OutsideRule = Literal["prune", "empty", "refuse"]
 RuleName = Literal["keep", "null", "constant", "email", "password", "ip", "token", "redact", "pseudonym"]
 
 #: Rules whose output depends on the secret anonymisation key.
@@ -162,10 +164,17 @@ class SamplingConfig(_Strict):
     anonymisation: Anonymisation = Field(default_factory=Anonymisation)
     #: Policy of foreign keys the configuration does not mention.
     default_parent_policy: ParentPolicy = "include"
+    #: Tables outside the sample (only in the target, in a schema not listed, ``copy: none``) whose foreign
+    #: keys reference a replaced table: ``prune`` keeps their rows whose references still resolve and
+    #: deletes the others; ``empty`` empties them; ``refuse`` stops before writing. Same transaction.
+    outside_references: OutsideRule = "prune"
     #: The vault files copied after a stack's sampling run (``python -m sampling stack-run``).
     vault: VaultOptions = Field(default_factory=VaultOptions)
     #: work_mem of the source session: the hashed key sets of semi-joins must fit in it.
     source_work_mem: str = "256MB"
+    #: How long a run waits for a table lock on either database before it stops and names the sessions
+    #: that hold it (e.g. a developer's open transaction on a table the run empties).
+    lock_timeout: str = "30s"
     #: Where the configuration came from, for error messages.
     source_file: str = "<config>"
 
@@ -176,6 +185,15 @@ class SamplingConfig(_Strict):
 
         if not re.fullmatch(r"\d+\s*(kB|MB|GB)", value):
             raise ValueError("must look like '256MB' (units kB, MB or GB)")
+        return value
+
+    @field_validator("lock_timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[1-9]\d*\s*(ms|s|min)", value):
+            raise ValueError("must look like '30s' (a positive number with unit ms, s or min)")
         return value
 
 

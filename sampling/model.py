@@ -10,16 +10,41 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sampling.catalog import Catalog, ForeignKey, QualifiedName, Table, display
+from sampling.catalog import Catalog, Column, ForeignKey, QualifiedName, Table, display
 from sampling.config import ColumnRule, ParentPolicy, Root, SamplingConfig
 from sampling.errors import ConfigError, SamplingError
 
-#: Column names that suggest personal or secret data; each needs a rule or ``keep``.
+#: Column names that suggest personal or secret data: contact details, names, credentials, keys.
 SENSITIVE_NAME = re.compile(
-    r"e_?mail|passw|pwd|token|secret|(^|_)ips?(_|$)|ip_?addr|cert|phone|mobile|address|(^|_)key$|api_?key"
-    r"|private|salt|ssn|iban|birth|otp|totp",
+    r"e_?mail|passw|pwd|token|secret|(^|_)ips?(_|$)|ip_?addr|cert|(^|_)pem(_|$)|phone|mobile|address"
+    r"|(^|_)keys?(_|$)|api_?key|private|salt|ssn|iban|birth|otp|totp|passport|tax_?id|national_?id"
+    r"|card_?number|credit_?card|postal|zip_?code"
+    r"|(first|last|middle|given|family|full|sur|nick|display|real|maiden|user)_?name|(^|_)bio(graphy)?(_|$)"
+    r"|about_?me",
     re.IGNORECASE,
 )
+#: A bare ``name`` is a person's name only in tables of people (a category's or a device's name is not).
+PERSON_TABLE = re.compile(
+    r"user|customer|staff|employee|member|person|people|contact|author|artist|client|patient|student"
+    r"|profile|account",
+    re.IGNORECASE,
+)
+#: Type categories (pg_type.typcategory) that cannot hold what the names suggest: booleans
+#: (``email_valid``), numbers (``address_id``), dates and times (``cert_expires_at``), intervals, enums.
+NOT_PERSONAL_CATEGORIES = frozenset("BNDTE")
+
+
+def looks_personal(table: Table, column: Column, key_columns: set[str]) -> bool:
+    """Whether ``column`` needs a rule (or ``keep``) before it is copied: judged by name *and* type.
+
+    Columns that foreign keys use (or reference) are exempt: only ``keep`` keeps their links, and the
+    values of such keys are identifiers, not the personal data itself.
+    """
+    if column.name in key_columns or column.category in NOT_PERSONAL_CATEGORIES:
+        return False
+    if column.name.lower() == "name":
+        return bool(PERSON_TABLE.search(table.name[1]))
+    return bool(SENSITIVE_NAME.search(column.name))
 
 
 @dataclass(frozen=True)
@@ -232,7 +257,11 @@ def resolve(config: SamplingConfig, source: Catalog, target: Catalog, same_datab
         columns, binary = _common_columns(table, ttable, same_database, refusals)
         if mode in ("sample", "all"):
             for copied in table.copied_columns:
-                if copied.name in columns and copied.name not in rules and SENSITIVE_NAME.search(copied.name):
+                if (
+                    copied.name in columns
+                    and copied.name not in rules
+                    and looks_personal(table, copied, key_columns.get(name, set()))
+                ):
                     sensitive.append(f"{logical}.{copied.name}")
         plans[name] = TablePlan(
             logical,

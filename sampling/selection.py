@@ -14,7 +14,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from sampling.anonymise import rule_expression
-from sampling.catalog import ForeignKey, QualifiedName, Table, display, ident
+from sampling.catalog import ForeignKey, QualifiedName, Table, display, relation
 from sampling.model import Resolved, TablePlan
 
 #: 2**52: a 13-hex-digit prefix of an md5 digest divided by it is uniform in [0, 1).
@@ -116,7 +116,7 @@ class SourceQueries:
         plan = self.resolved.plan_for(name)
         alias = self._alias()
         rows = sql.SQL("SELECT * FROM {table} AS {a} WHERE {pred}").format(
-            table=ident(name), a=sql.Identifier(alias), pred=self._predicate(plan, alias)
+            table=relation(plan.source), a=sql.Identifier(alias), pred=self._predicate(plan, alias)
         )
         if plan.cap_max is None:
             return sql.SQL("({})").format(rows)
@@ -129,7 +129,7 @@ class SourceQueries:
             a=sql.Identifier(alias),
             per=sql.SQL(", ").join(sql.Identifier(alias, c) for c in plan.cap_per),
             h=self.unit_hash(plan.source, alias),
-            table=ident(name),
+            table=relation(plan.source),
             pred=self._predicate(plan, alias),
             r=sql.Identifier(ranked),
             n=sql.Literal(plan.cap_max),
@@ -183,7 +183,7 @@ class SourceQueries:
             "SELECT {cols} FROM {table} AS t WHERE ({keycols}) IN (SELECT {casts} FROM unnest({arrays}) AS k({names}))"
         ).format(
             cols=self.output_columns(plan, "t"),
-            table=ident(name),
+            table=relation(plan.source),
             keycols=sql.SQL(", ").join(sql.Identifier("t", c) for c in key_columns),
             casts=sql.SQL(", ").join(casts),
             arrays=sql.SQL(", ").join(arrays),
@@ -191,45 +191,48 @@ class SourceQueries:
         )
 
 
-def dangling(child: QualifiedName, parent: QualifiedName, fk: ForeignKey) -> sql.Composed:
+def dangling(child: Table, parent: Table, fk: ForeignKey) -> sql.Composed:
     """Condition on row ``c`` of ``child``: its reference ``fk`` is set but no row of ``parent`` matches."""
     not_null = [sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(col)) for col in fk.columns]
     match = sql.SQL(" AND ").join(
         sql.SQL("p.{} = c.{}").format(sql.Identifier(r), sql.Identifier(col))
         for col, r in zip(fk.columns, fk.referenced_columns, strict=True)
     )
-    parts = [*not_null, sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS p WHERE {})").format(ident(parent), match)]
+    parts = [
+        *not_null,
+        sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS p WHERE {})").format(relation(parent), match),
+    ]
     if fk.when:
         parts.append(sql.SQL("({})").format(sql.SQL(fk.when)))
     return sql.SQL(" AND ").join(parts)
 
 
-def missing_parent_keys(child: QualifiedName, parent: QualifiedName, fk: ForeignKey) -> sql.Composed:
+def missing_parent_keys(child: Table, parent: Table, fk: ForeignKey) -> sql.Composed:
     """Distinct referenced keys (as text) that rows of ``child`` hold and ``parent`` lacks."""
     return sql.SQL("SELECT DISTINCT {cols} FROM {child} AS c WHERE {cond}").format(
         cols=sql.SQL(", ").join(sql.SQL("c.{}::text").format(sql.Identifier(col)) for col in fk.columns),
-        child=ident(child),
+        child=relation(child),
         cond=dangling(child, parent, fk),
     )
 
 
-def nullify_dangling(child: QualifiedName, parent: QualifiedName, fk: ForeignKey) -> sql.Composed:
+def nullify_dangling(child: Table, parent: Table, fk: ForeignKey) -> sql.Composed:
     return sql.SQL("UPDATE {child} AS c SET {sets} WHERE {cond}").format(
-        child=ident(child),
+        child=relation(child),
         sets=sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(col)) for col in fk.columns),
         cond=dangling(child, parent, fk),
     )
 
 
-def delete_dangling(child: QualifiedName, parent: QualifiedName, fk: ForeignKey) -> sql.Composed:
+def delete_dangling(child: Table, parent: Table, fk: ForeignKey) -> sql.Composed:
     return sql.SQL("DELETE FROM {child} AS c WHERE {cond}").format(
-        child=ident(child), cond=dangling(child, parent, fk)
+        child=relation(child), cond=dangling(child, parent, fk)
     )
 
 
-def count_dangling(child: QualifiedName, parent: QualifiedName, fk: ForeignKey) -> sql.Composed:
+def count_dangling(child: Table, parent: Table, fk: ForeignKey) -> sql.Composed:
     return sql.SQL("SELECT count(*) FROM {child} AS c WHERE {cond}").format(
-        child=ident(child), cond=dangling(child, parent, fk)
+        child=relation(child), cond=dangling(child, parent, fk)
     )
 
 

@@ -14,6 +14,7 @@ from sampling.catalog import Catalog, Table, read_catalog, sees_backend, server_
 from sampling.config import SamplingConfig
 from sampling.errors import SamplingError, mask_text, mask_url, url_password
 from sampling.model import Resolved, resolve, target_name, target_schemas
+from sampling.readiness import login_refused
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -34,6 +35,11 @@ def connect(url: str, role: str, *, read_only: bool = False) -> Iterator[Connect
         conn = psycopg.connect(url, connect_timeout=10)
     except psycopg.Error as error:
         message = mask_text(str(error).strip(), url_password(url))
+        if login_refused(error):
+            message += (
+                f" (the user or password of the {role} URL is wrong: --{role} or "
+                f"SAMPLING_{role.upper()}_URL; not retried)"
+            )
         raise SamplingError(f"cannot connect to the {role} server {mask_url(url)}: {message}") from None
     try:
         if read_only:

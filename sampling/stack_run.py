@@ -6,7 +6,8 @@ One entry point, so the command string the stack declares stays trivial and free
    reader): print a summary with ``"loaded": false`` and the reason, exit 0 — the development stack
    still comes up, with an empty database;
 2. wait for the development database (its container was just started; failure: exit 1), then for
-   production's (``--source-wait``; no answer: ``"loaded": false`` with the reason, exit 0);
+   production's (``--source-wait``; no answer: ``"loaded": false`` with the reason, exit 0); a refused
+   login (wrong password or user, SQLSTATE 28P01/28000) on either fails at once: exit 1;
 3. otherwise the sampler (``sampling.run``: one transaction, all or nothing), then the vault sync of the
    sampled posts' files (``sampling.vault.sync_vault``); a refusal or failure of either: exit 1.
 
@@ -32,7 +33,7 @@ from sampling.config import SamplingConfig, load_config, with_overrides
 from sampling.engine import run
 from sampling.errors import ConfigError, SamplingError, mask_text, url_password
 from sampling.model import target_name
-from sampling.readiness import wait_until_accepting
+from sampling.readiness import LoginRefused, wait_until_accepting
 from sampling.vault import VaultSyncError, mask_secret_in, sync_vault
 
 SOURCE_URL_ENV = "SAMPLING_SOURCE_URL"
@@ -161,9 +162,16 @@ def stack_run(
     if not target_url:
         raise ConfigError(f"no development database: {TARGET_URL_ENV} is not set")
     # The development database is this stack's own: not reaching it is a failure, not a skip.
-    wait_until_accepting(target_url, target_wait, "development")
+    wait_until_accepting(target_url, target_wait, "development", variable=TARGET_URL_ENV)
     try:
-        wait_until_accepting(source_url, source_wait, "production")
+        wait_until_accepting(source_url, source_wait, "production", variable=SOURCE_URL_ENV)
+    except LoginRefused as refused:
+        # Production is up and says the reader's password is wrong: a failure to fix, not a skip.
+        raise SamplingError(
+            f"{refused}. {SOURCE_URL_ENV} is the prod stack's sampling_source_url output: run "
+            "`pulumi up --stack prod` (its grant-reader step sets the reader's password again), then "
+            "`pulumi up --stack dev`"
+        ) from None
     except SamplingError as error:
         return _not_loaded(f"no sample loaded: {error}", source_stack)
     started = time.monotonic()
