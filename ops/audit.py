@@ -391,6 +391,8 @@ class AuditReport:
                 lines.append(f"  {environment}: {', '.join(names)}")
             for kind, names in summary.shared.items():
                 lines.append(f"  shared {kind}: {', '.join(names)}")
+            if not summary.environments and not summary.shared:
+                lines.append("  no labelled container")
         if not self.projects:
             lines.append("no container or network carries a <project>.environment or <project>.shared label")
         if self.other_containers:
