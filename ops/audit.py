@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from ops.errors import OpsError
 
@@ -157,7 +157,7 @@ RANDOM_MIN_LENGTH = 24
 RANDOM_MIN_BITS_PER_CHARACTER = 4.0
 # Values too plain to be a secret even under a secret name: empty, short, numbers, booleans.
 SECRET_MIN_LENGTH = 6
-_PLAIN_VALUES = frozenset({"true", "false", "yes", "no", "on", "off", "none", "null", "changeme"})
+_PLAIN_VALUES = frozenset({"true", "false", "yes", "no", "on", "off", "none", "null"})
 _TOKEN = re.compile(r"[A-Za-z0-9+/=_-]+")
 # A variable names a host when the last word of its name is one of these (MQTT_HOST, DB_HOST).
 HOST_WORDS = frozenset({"HOST", "HOSTNAME", "SERVER", "ADDR", "ADDRESS", "HOSTS", "SERVERS"})
@@ -194,7 +194,7 @@ def plain_value(value: str) -> bool:
     return len(stripped) < SECRET_MIN_LENGTH or stripped.isdigit() or stripped.lower() in _PLAIN_VALUES
 
 
-def _url(value: str) -> Any:
+def _url(value: str) -> SplitResult | None:
     if "://" not in value:
         return None
     try:
@@ -234,7 +234,7 @@ def host_references(environment: Mapping[str, str]) -> tuple[HostReference, ...]
     for name, value in sorted(environment.items()):
         url = _url(value)
         if url is not None:
-            found.append(HostReference(name, url.hostname.lower()))
+            found.append(HostReference(name, (url.hostname or "").lower()))
         elif _last_word(name) in HOST_WORDS:
             for item in value.split(","):
                 host = item.strip()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +39,10 @@ from ops.audit import (
     ports_overlap,
     secret_fingerprints,
     secret_name,
+    unreadable_prometheus,
 )
 
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 P = "makapix"
 PROD = {f"{P}.environment": "production"}
 DEV = {f"{P}.environment": "development"}
@@ -432,6 +435,11 @@ def test_prometheus_textfile_counts_every_kind_per_project() -> None:
     assert 'isolation_audit_findings{project="makapix",kind="overlapping-port"} 1\n' in text
     assert 'isolation_audit_findings{project="makapix",kind="shared-secret"} 0\n' in text
     assert 'isolation_audit_containers{project="makapix",environment="shared-edge"} 1\n' in text
+    for textfile in (text, unreadable_prometheus(1700000000.5)):
+        linted = subprocess.run(
+            [PROMTOOL, "check", "metrics"], input=textfile, capture_output=True, text=True, check=False
+        )
+        assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
 # --- the program's own four stacks --------------------------------------------------------------
