@@ -108,11 +108,10 @@ def _docker_client() -> Any:
             "the Docker SDK for Python is not installed: pip install 'docker>=7.1'"
         ) from error
     try:
-        client = docker.from_env(version="auto", timeout=30)
+        # ssh://user@host goes through the system's ssh client (its keys and config), no paramiko needed.
+        client = docker.from_env(version="auto", timeout=30, use_ssh_client=True)
     except docker.errors.DockerException as error:
-        raise EngineUnreadable(
-            f"cannot connect to the Docker engine: {error}"
-        ) from error
+        raise EngineUnreadable(f"cannot connect to the Docker engine: {error}") from error
     return client
 
 
