@@ -642,20 +642,22 @@ def mount_findings(project: _Project) -> list[Finding]:
             if env_a != env_b and paths_overlap(path_a, path_b):
                 first, second = sorted([(env_a, path_a), (env_b, path_b)])
                 groups[(first, second)] |= {name_a, name_b}
-    return [
-        Finding(
-            Kind.OVERLAPPING_MOUNT,
-            project.name,
-            f"{first[0]} mounts {first[1]} and {second[0]} mounts {second[1]}: "
-            f"{'the same path' if posixpath.normpath(first[1]) == posixpath.normpath(second[1]) else 'one is inside the other'}"
-            f" (containers {', '.join(sorted(names))})",
-            "give each environment its own vault directory outside the other's (makapix:vault.host_path), "
-            "move the files, and redeploy",
-            tuple(sorted(names)),
-            paths=(first[1], second[1]),
+    findings = []
+    for (first, second), names in sorted(groups.items()):
+        same = posixpath.normpath(first[1]) == posixpath.normpath(second[1])
+        findings.append(
+            Finding(
+                Kind.OVERLAPPING_MOUNT,
+                project.name,
+                f"{first[0]} mounts {first[1]} and {second[0]} mounts {second[1]}: "
+                f"{'the same path' if same else 'one is inside the other'} (containers {', '.join(sorted(names))})",
+                f"give each environment its own vault directory outside the other's ({project.name}:vault.host_path), "
+                "move the files, and redeploy",
+                tuple(sorted(names)),
+                paths=(first[1], second[1]),
+            )
         )
-        for (first, second), names in sorted(groups.items())
-    ]
+    return findings
 
 
 def port_findings(project: _Project) -> list[Finding]:
@@ -672,7 +674,8 @@ def port_findings(project: _Project) -> list[Finding]:
             project.name,
             f"{first[0]} publishes {first[1]} where {second[0]} publishes {second[1]} "
             f"(containers {', '.join(sorted(names))}): whichever starts first takes the other's clients",
-            "give each environment its own host port (e.g. makapix:database.host_port, makapix:mqtt.public_port) "
+            f"give each environment its own host port (e.g. {project.name}:database.host_port, "
+            f"{project.name}:mqtt.public_port) "
             "and redeploy; remove a container started by hand",
             tuple(sorted(names)),
         )
