@@ -23,7 +23,9 @@ from components.container import (
     LOG_OPTIONS,
     container_options,
     environment_list,
+    labels,
     limit_args,
+    owner_labels,
     replace_when_changed,
 )
 from components.database import database_url
@@ -102,11 +104,7 @@ class RemoteWorkers(pulumi.ComponentResource):
                 command=worker_command(remote_service),
                 envs=environment_list({**plain, **service.environment, **worker.environment}, secret),
                 gpus=worker.gpus,
-                labels=[
-                    docker.ContainerLabelArgs(
-                        label=f"{settings.project}.environment", value=settings.environment
-                    )
-                ],
+                labels=labels(owner_labels(settings.project, settings.environment)),
                 init=True,
                 restart="unless-stopped",
                 log_driver="json-file",
