@@ -892,11 +892,34 @@ def parse_environment(
         )
     name = values.get("name") if isinstance(values.get("name"), str) else None
     profile = namespace if namespace in PROFILES else "makapix"
-    merged = merge_settings(environment_defaults(environment, name, profile), values)
+    merged = _without_variables_of_null_sections(
+        merge_settings(environment_defaults(environment, name, profile), values), values
+    )
     try:
         return EnvironmentConfig.model_validate(merged)
     except ValidationError as error:
         raise ConfigurationError(describe_validation_error(error, source, namespace)) from None
+
+
+def _without_variables_of_null_sections(merged: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``email: null`` / ``mqtt: null`` in the stack file also drop the *default* variables read from them.
+
+    "The app sends no email" is then one line. A variable the stack file itself maps to a null
+    section is still refused by the model (it names the variable).
+    """
+    nulled = [section for section in ("mqtt", "email") if section in values and values[section] is None]
+    application = merged.get("application")
+    if not nulled or not isinstance(application, Mapping):
+        return merged
+    own = values.get("application")
+    own_variables = own.get("variables") if isinstance(own, Mapping) else None
+    if not isinstance(own_variables, Mapping):
+        own_variables = {}
+    variables = dict(application.get("variables") or {})
+    for variable, source in variables.items():
+        if variable not in own_variables and isinstance(source, str) and source.split(".")[0] in nulled:
+            variables[variable] = None
+    return {**merged, "application": {**application, "variables": variables}}
 
 
 def describe_validation_error(error: ValidationError, source: str, namespace: str) -> str:

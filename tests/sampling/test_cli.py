@@ -143,3 +143,29 @@ def test_yaml_shorthand_and_file_loading(tmp_path: Path) -> None:
     assert changed.tables["users"].columns["ip"].style == "pseudonym"
     with pytest.raises(ConfigError, match=r"roots.0.fraction"):
         with_overrides(config, fraction=2.0)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            b"roots: [{table: users, fraction: 0.1}]\n# caf\xe9\n",
+            "line 2: byte 0xe9 is not UTF-8; save the file as UTF-8",
+        ),
+        (
+            b"seed: 1\nroots: [{table: users, fraction: 0.1}]\nseed: 2\n",
+            "line 3, column 1: key 'seed' appears twice in one mapping (first on line 1); keep one of them",
+        ),
+        (b"roots: [{table: users\n", "line 2, column 1: "),
+    ],
+    ids=["not-utf8", "duplicate-key", "syntax"],
+)
+def test_an_unreadable_configuration_exits_2_naming_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, expected: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_bytes(content)
+    assert main(["plan", "--config", str(config), "--source", "postgresql://x@127.0.0.1:1/db"]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert f"{config}: {expected}" in error
+    assert "Traceback" not in error
