@@ -895,10 +895,36 @@ def parse_environment(
     merged = _without_variables_of_null_sections(
         merge_settings(environment_defaults(environment, name, profile), values), values
     )
+    if environment == "production":
+        _refuse_production_tag_pins(values, source, namespace)
     try:
         return EnvironmentConfig.model_validate(merged)
     except ValidationError as error:
         raise ConfigurationError(describe_validation_error(error, source, namespace)) from None
+
+
+_DIGEST_SUFFIX = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def _refuse_production_tag_pins(values: Mapping[str, Any], source: str, namespace: str) -> None:
+    """A production stack file that names a service image by tag: refused, never replaced by a promoted digest.
+
+    Production runs digests only; a tag written in its stack file would otherwise be dropped in
+    favour of what ``promotion.from_stack`` exports, so the author would not run what they wrote.
+    """
+    services = values.get("services")
+    if not isinstance(services, Mapping):
+        return
+    for service, service_values in sorted(services.items()):
+        image = service_values.get("image") if isinstance(service_values, Mapping) else None
+        if isinstance(image, str) and not _DIGEST_SUFFIX.search(image):
+            raise ConfigurationError(
+                f"{source}: {namespace}:services.{service}.image is {image!r}, a tag: production runs "
+                "images by digest only. Pin the digest of that tag instead "
+                f"(`{image.partition('@')[0]}` -> `repo@sha256:<64 hex digits>`, as `docker buildx imagetools "
+                f"inspect {image}` prints it), or remove the key to run what stack promotion.from_stack "
+                "runs"
+            )
 
 
 def _without_variables_of_null_sections(merged: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
