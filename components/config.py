@@ -544,16 +544,16 @@ class EnvironmentConfig(Settings):
                 f"oauth.redirect_uri {self.oauth.redirect_uri!r} does not match this environment's domain; "
                 f"it must be {self.github_redirect_uri!r} (or leave it out to derive it)"
             )
+        if self.remote_workers and self.environment != "production":
+            raise ValueError(
+                "remote_workers are declared by a development stack; remote workers join production only "
+                "(000 'Remote GPU/CPU Workers'): remove them from this stack"
+            )
         if self.remote_workers and self.mqtt is not None:
             raise ValueError(
                 "remote_workers are declared but so is an MQTT broker: the broker is reachable only inside "
                 "this host's networks and its client certificates are not given to other hosts; "
                 "remove remote_workers or set mqtt: null"
-            )
-        if self.remote_workers and self.environment != "production":
-            raise ValueError(
-                "remote_workers are declared by a development stack; remote workers join production only "
-                "(000 'Remote GPU/CPU Workers'): remove them from this stack"
             )
         if self.remote_workers and self.remote_access is None:
             raise ValueError(

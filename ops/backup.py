@@ -154,7 +154,7 @@ def backup_database(
     database = connection_parameters(url, DATABASE_URL_VARIABLE)["dbname"]
     environment = libpq_environment(url, DATABASE_URL_VARIABLE)
     pg_dump = find_program("pg_dump", pg_bin)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_backup_directory(directory)
     created_at = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     final = directory / backup_name(database, created_at)
     if final.exists():
@@ -194,6 +194,26 @@ def backup_database(
     if deleted:
         _fsync_directory(directory)
     return BackupResult(BackupFile(final, database, created_at), final.stat().st_size, deleted)
+
+
+def _make_backup_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OpsError(
+            f"--dir {directory}: exists and is not a directory; pass a directory (release.backup_dir)"
+        ) from None
+    except OSError as error:
+        raise OpsError(
+            f"--dir {directory}: cannot create the backup directory ({error.strerror or error}); create it "
+            "as a user this command runs as, with room for the dumps, or pass another --dir "
+            "(release.backup_dir in the stack file); no backup was written"
+        ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OpsError(
+            f"--dir {directory}: this user cannot write there; give it write permission or pass another "
+            "--dir (release.backup_dir in the stack file); no backup was written"
+        )
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from sampling.errors import SamplingError, mask_text, mask_url, url_password
+from sampling.errors import SamplingError, mask_text, mask_url, url_password, url_problem
 from sampling.readiness import wait_until_accepting
 
 OWNER_URL_ENV = "SAMPLING_OWNER_URL"
@@ -195,6 +195,10 @@ def main(argv: list[str]) -> int:
         print(
             f"error: set {OWNER_URL_ENV} and {PASSWORD_ENV} (never pass them as arguments)", file=sys.stderr
         )
+        return 2
+    problem = url_problem(owner_url)
+    if problem is not None:
+        print(f"error: {OWNER_URL_ENV}: the production database URL is malformed: {problem}", file=sys.stderr)
         return 2
     try:
         wait_until_accepting(owner_url, args.wait, "production")

@@ -262,3 +262,13 @@ def test_defaults_validate_for_both_environments():
     for environment in ("production", "development"):
         defaults = environment_defaults(environment)
         assert defaults["name"] in ("prod", "dev")
+
+
+def test_remote_workers_in_a_development_stack_are_refused_for_that_reason_not_the_broker():
+    """Issue 15: with a broker declared (the Makapix default), the refusal blamed the MQTT broker."""
+    with pytest.raises(ConfigurationError) as refused:
+        parse(dev_with(remote_workers=[{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}]))
+    message = str(refused.value)
+    assert "remote_workers are declared by a development stack" in message
+    assert "remove them from this stack" in message
+    assert "MQTT" not in message

@@ -259,6 +259,9 @@ def test_a_promoted_digest_of_another_repository_is_refused(render_stack):
         "makapix:services.web.image: stack 'dev' (makapix:promotion.from_stack) runs "
         "'ghcr.io/somebody-else/web@sha256:" in message
     )
-    assert "from repository 'ghcr.io/somebody-else/web', but this stack names repository 'ghcr.io/makapix/web'" in message
+    assert (
+        "from repository 'ghcr.io/somebody-else/web', but this stack names repository 'ghcr.io/makapix/web'"
+        in message
+    )
     assert "name the same repository in both stacks" in message
     assert "services.api.image" not in message

@@ -416,3 +416,49 @@ def test_cli_refuses_without_database_url(tmp_path: Path) -> None:
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_a_backup_directory_that_cannot_be_created_is_named_with_what_to_do(
+    database: str, postgres_bin_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 15: the error was a bare "[Errno 20] Not a directory: ..."."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    with pytest.raises(OpsError) as raised:
+        backup_database(database, blocker / "backups", pg_bin=postgres_bin_dir)
+    message = str(raised.value)
+    assert f"--dir {blocker / 'backups'}: cannot create the backup directory (Not a directory)" in message
+    assert "pass another --dir (release.backup_dir in the stack file); no backup was written" in message
+    with pytest.raises(OpsError, match=r"--dir .*a-file: exists and is not a directory"):
+        backup_database(database, blocker, pg_bin=postgres_bin_dir)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (
+            "postgres//owner:Hunter2pw@db/makapix",
+            "it is not a PostgreSQL URL; write it as postgresql://USER:",
+        ),
+        ("postgresql://owner:Hunter2pw@db:54x2/makapix", "its port '54x2' is not a number from 1 to 65535"),
+        ("postgresql://owner:Hunter2pw@db:70000/makapix", "its port '70000' is not a number from 1 to 65535"),
+    ],
+    ids=["not-a-url", "port-not-a-number", "port-out-of-range"],
+)
+def test_a_malformed_url_is_refused_in_our_words_without_the_password(
+    tmp_path: Path, url: str, problem: str
+) -> None:
+    """Issue 15: libpq's wording ("missing \"=\" after ...") named neither the variable nor the fix."""
+    run = subprocess.run(
+        [sys.executable, "-m", "ops", "backup", "--dir", str(tmp_path / "b"), "--wait", "5"],
+        env={**os.environ, "OPS_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert f"OPS_DATABASE_URL: the database URL is malformed: {problem}" in run.stderr
+    assert "Hunter2pw" not in run.stderr + run.stdout
+    assert "connection info string" not in run.stderr and "ai_socktype" not in run.stderr
+    assert not (tmp_path / "b").exists()

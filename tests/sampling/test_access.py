@@ -194,3 +194,24 @@ def test_command_line_reads_url_and_password_from_the_environment(production: tu
         timeout=60,
     )
     assert missing.returncode == 2 and "SAMPLING_OWNER_URL" in missing.stderr
+
+
+def test_a_malformed_owner_url_is_a_usage_error_naming_the_variable() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sampling", "grant-reader", "--wait", "30"],
+        env={
+            **os.environ,
+            "SAMPLING_OWNER_URL": "postgresql://owner:0wnerPw@db:port/makapix",
+            "SAMPLING_READER_PASSWORD": "reader-pw",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    assert (
+        "error: SAMPLING_OWNER_URL: the production database URL is malformed: its port 'port'"
+        in result.stderr
+    )
+    assert "0wnerPw" not in result.stderr

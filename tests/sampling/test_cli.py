@@ -169,3 +169,29 @@ def test_an_unreadable_configuration_exits_2_naming_file_and_line(
     error = " ".join(capsys.readouterr().err.split())
     assert f"{config}: {expected}" in error
     assert "Traceback" not in error
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environment", "expected"),
+    [
+        (["--source", "postgres//u:Hunter2pw@h/db"], {}, "--source: the source database URL is malformed"),
+        (
+            [],
+            {"SAMPLING_SOURCE_URL": "postgresql://u:Hunter2pw@h:5x/db"},
+            "SAMPLING_SOURCE_URL: the source database URL is malformed: its port '5x'",
+        ),
+    ],
+    ids=["option", "variable"],
+)
+def test_a_malformed_url_names_its_setting_not_libpq(
+    tmp_path: Path, arguments: list[str], environment: dict[str, str], expected: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("roots: [{table: users, fraction: 0.1}]\n", encoding="utf-8")
+    result = cli(["plan", "--config", str(config), *arguments], env=environment)
+    assert result.returncode == 2
+    error = " ".join(result.stderr.split())
+    assert expected in error
+    assert "postgresql://USER:PASSWORD@HOST:PORT/DATABASE" in error
+    assert "Hunter2pw" not in result.stderr + result.stdout
+    assert "connection info string" not in error and "ai_socktype" not in error
