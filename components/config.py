@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from components.known_hosts import HostKey, how_to_get, parse_known_hosts_line
+
 Environment = Literal["production", "development"]
 
 # Secret config keys (``pulumi config set --secret makapix:<key>``); each optional unless noted.
@@ -296,6 +298,8 @@ class RemoteWorker(Settings):
 
     name: str = Field(pattern=_NAME.pattern, examples=["gpu1"])
     docker_host: str = Field(pattern=_SSH_HOST.pattern, examples=["ssh://deploy@10.8.0.5"])
+    # The worker host's SSH host key, one known_hosts line (ssh-keyscan prints it): required.
+    known_hosts: str | None = Field(default=None, examples=["10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"])
     queues: list[str] = Field(default_factory=lambda: ["gpu"], examples=[["gpu"]])
     concurrency: int = Field(default=1, ge=1, le=512)
     gpus: str | None = Field(default=None, examples=["all"])
@@ -309,6 +313,31 @@ class RemoteWorker(Settings):
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
         return ServiceSettings._env_names(value)
+
+    @model_validator(mode="after")
+    def _host_key_pinned(self) -> RemoteWorker:
+        self.host_key  # noqa: B018 - raises ValueError naming the key and the fix
+        return self
+
+    @property
+    def ssh_address(self) -> tuple[str, int]:
+        """(host, port) of ``docker_host``."""
+        address = self.docker_host.removeprefix("ssh://").rpartition("@")[2]
+        host, _, port = address.partition(":")
+        return host, int(port or 22)
+
+    @property
+    def host_key(self) -> HostKey:
+        host, port = self.ssh_address
+        if self.known_hosts is None:
+            raise ValueError(
+                f"remote worker {self.name!r}: known_hosts is not set: the worker's secrets travel over SSH to "
+                f"{self.docker_host}, so its host key must be pinned; {how_to_get(host, port)} as known_hosts"
+            )
+        try:
+            return parse_known_hosts_line(self.known_hosts, host, port)
+        except ValueError as error:
+            raise ValueError(f"remote worker {self.name!r}: known_hosts: {error}") from None
 
 
 class RemoteAccessSettings(Settings):
@@ -349,9 +378,34 @@ class HostSettings(Settings):
     ssh_host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+$", examples=["10.0.0.5"])
     ssh_user: str = Field(default="deploy", pattern=r"^[a-z_][a-z0-9_-]*$", examples=["deploy"])
     ssh_port: Port = 22
+    # The Docker host's SSH host key, one known_hosts line (ssh-keyscan prints it): required with ssh_host.
+    ssh_known_hosts: str | None = Field(
+        default=None, examples=["10.0.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"]
+    )
     checkout: HostPath = Field(default="/opt/makapix-infra", examples=["/opt/makapix-infra"])
     # The interpreter that has this project installed, relative to the project directory or checkout.
     python: str = Field(default=".venv/bin/python", pattern=r"^[A-Za-z0-9._/-]+$", examples=[".venv/bin/python"])
+
+    @model_validator(mode="after")
+    def _host_key_pinned(self) -> HostSettings:
+        if self.ssh_host is not None:
+            self.host_key  # noqa: B018 - raises ValueError naming the key and the fix
+        return self
+
+    @property
+    def host_key(self) -> HostKey:
+        """The pinned key of ``ssh_host`` (only with ``ssh_host`` set)."""
+        assert self.ssh_host is not None
+        if self.ssh_known_hosts is None:
+            raise ValueError(
+                f"host.ssh_host is {self.ssh_host!r} but host.ssh_known_hosts is not set: every deployment "
+                f"secret travels over that SSH connection, so its host key must be pinned; "
+                f"{how_to_get(self.ssh_host, self.ssh_port)} as host.ssh_known_hosts"
+            )
+        try:
+            return parse_known_hosts_line(self.ssh_known_hosts, self.ssh_host, self.ssh_port)
+        except ValueError as error:
+            raise ValueError(f"host.ssh_known_hosts: {error}") from None
 
 
 class PromotionSettings(Settings):

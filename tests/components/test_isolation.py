@@ -72,7 +72,13 @@ COLLISIONS = [
         "remote worker",
         {"environment": "production", "remote_access": {"address": "10.8.0.2"}, **NO_MQTT},
         {
-            "remote_workers": [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}],
+            "remote_workers": [
+                {
+                    "name": "gpu1",
+                    "docker_host": "ssh://deploy@10.8.0.5",
+                    "known_hosts": "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF",
+                }
+            ],
             "remote_access": {"address": "10.8.0.1"},
             **NO_MQTT,
         },
