@@ -16,6 +16,9 @@ from components.isolation import check_pair, find_collisions, fingerprint
 from tools.caddy_docker_proxy import LabelledContainer, caddyfile_from_containers
 from tools.desired_state import RenderError, Secret, fake_repo_digest
 
+# The SSH host key of the example worker host 10.8.0.5 (remote workers need it pinned).
+GPU1_KNOWN_HOSTS = "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
+
 PROJECT = Path(__file__).resolve().parents[2] / "examples" / "clippyfront"
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
@@ -195,7 +198,7 @@ def test_remote_worker_runs_on_its_own_docker_host_bound_to_production(render_st
             *("-o", "GlobalKnownHostsFile=/dev/null"),
             *(
                 "-o",
-                "KnownHostsCommand=/bin/echo 10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF",
+                f"KnownHostsCommand=/bin/echo {GPU1_KNOWN_HOSTS}",
             ),
         ],
     }
@@ -231,7 +234,7 @@ def test_a_remote_worker_declared_by_development_is_refused(render_stack):
                 {
                     "name": "gpu1",
                     "docker_host": "ssh://deploy@10.8.0.5",
-                    "known_hosts": "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF",
+                    "known_hosts": GPU1_KNOWN_HOSTS,
                 }
             ],
         )
@@ -261,7 +264,7 @@ REMOTE_TO_DEV = [
     {
         "name": "gpu1",
         "docker_host": "ssh://deploy@10.8.0.5",
-        "known_hosts": "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF",
+        "known_hosts": GPU1_KNOWN_HOSTS,
         "queues": ["gpu"],
     }
 ]
@@ -411,7 +414,7 @@ def test_the_sampling_configuration_maps_production_prefix_to_development_prefix
                 {
                     "name": "gpu1",
                     "docker_host": "ssh://a@10.8.0.5",
-                    "known_hosts": "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF",
+                    "known_hosts": GPU1_KNOWN_HOSTS,
                 },
                 {
                     "name": "gpu1",
@@ -426,7 +429,7 @@ def test_the_sampling_configuration_maps_production_prefix_to_development_prefix
                 {
                     "name": "gpu1",
                     "docker_host": "ssh://a@10.8.0.5",
-                    "known_hosts": "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF",
+                    "known_hosts": GPU1_KNOWN_HOSTS,
                     "service": "renderer",
                 }
             ],

@@ -16,6 +16,9 @@ from components.config import (
     parse_environment,
 )
 
+# The SSH host key of the example worker host 10.8.0.5 (remote workers need it pinned).
+GPU1_KNOWN_HOSTS = "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -131,7 +134,7 @@ MALFORMED = [
                 {
                     "name": "gpu1",
                     "docker_host": "ssh://deploy@10.8.0.5",
-                    "known_hosts": "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF",
+                    "known_hosts": GPU1_KNOWN_HOSTS,
                 }
             ],
             "mqtt": None,
@@ -276,7 +279,7 @@ def test_remote_workers_in_a_development_stack_are_refused_for_that_reason_not_t
                     {
                         "name": "gpu1",
                         "docker_host": "ssh://deploy@10.8.0.5",
-                        "known_hosts": "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF",
+                        "known_hosts": GPU1_KNOWN_HOSTS,
                     }
                 ]
             )
@@ -289,7 +292,7 @@ def test_remote_workers_in_a_development_stack_are_refused_for_that_reason_not_t
 
 def test_remote_workers_beside_an_mqtt_broker_are_refused_in_production():
     prod = stack_values("prod")
-    worker = {"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5", "known_hosts": KNOWN_HOSTS_LINE}
+    worker = {"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5", "known_hosts": GPU1_KNOWN_HOSTS}
     with pytest.raises(ConfigurationError, match="remove remote_workers or set mqtt: null"):
         parse(
             {**prod, "remote_workers": [worker], "remote_access": {"address": "10.8.0.1"}}, "Pulumi.prod.yaml"
@@ -298,7 +301,6 @@ def test_remote_workers_beside_an_mqtt_broker_are_refused_in_production():
 
 # --- SSH host keys are pinned (issue 15: every deployment secret travels over those connections) ---
 
-KNOWN_HOSTS_LINE = "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
 OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
 
 
