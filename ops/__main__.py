@@ -205,6 +205,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except OSError as error:  # a directory that cannot be created, a full disk...: names the path
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"error: {arguments.command} interrupted; nothing was written", file=sys.stderr)
+        return 130
     return 0
 
 

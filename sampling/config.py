@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sampling.errors import ConfigError
+from sampling.strict_yaml import YamlFileError, read_yaml_file
 
 ParentPolicy = Literal["include", "nullify", "drop"]
 #: What a run does with tables it does not replace whose foreign keys reference tables it replaces.
@@ -223,13 +223,9 @@ def load_config(path: str | Path) -> SamplingConfig:
     """Read and validate a YAML sampling configuration."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the configuration: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        data = read_yaml_file(path)
+    except YamlFileError as error:
+        raise ConfigError(str(error)) from None
     return parse_config(data, str(path))
 
 

@@ -410,6 +410,15 @@ class _Loader:
             query = self.queries.downward_rows(name)
             try:
                 self.src.execute(sql.SQL("EXPLAIN {}").format(query))
+            except psycopg.errors.InsufficientPrivilege as error:
+                # Valid SQL the source role may not read: say so, not "not valid SQL".
+                role = self.src.info.user
+                raise SamplingError(
+                    f"the source role {role!r} may not read what the selection of table "
+                    f"{self.resolved.tables[name].logical} needs: {str(error).strip()}; grant it SELECT on the "
+                    f"source's tables (`python -m sampling grant-reader --role {role}` as the owner, or "
+                    f"GRANT SELECT ON ALL TABLES IN SCHEMA ... TO {role})"
+                ) from None
             except psycopg.Error as error:
                 raise SamplingError(
                     f"{self.resolved.config.source_file}: the selection of table {self.resolved.tables[name].logical} "

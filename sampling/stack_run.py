@@ -31,7 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sampling.config import SamplingConfig, load_config, with_overrides
 from sampling.engine import run
-from sampling.errors import ConfigError, SamplingError, mask_text, url_password
+from sampling.errors import (
+    ConfigError,
+    SamplingError,
+    check_database_url,
+    mask_text,
+    mask_url,
+    url_password,
+)
 from sampling.model import target_name
 from sampling.readiness import LoginRefused, wait_until_accepting
 from sampling.vault import VaultSyncError, mask_secret_in, sync_vault
@@ -161,6 +168,8 @@ def stack_run(
         return _not_loaded(f"no sample loaded: {reason}", source_stack)
     if not target_url:
         raise ConfigError(f"no development database: {TARGET_URL_ENV} is not set")
+    check_database_url(target_url, "development", TARGET_URL_ENV)
+    check_database_url(source_url, "production", SOURCE_URL_ENV)
     # The development database is this stack's own: not reaching it is a failure, not a skip.
     wait_until_accepting(target_url, target_wait, "development", variable=TARGET_URL_ENV)
     try:
@@ -180,7 +189,13 @@ def stack_run(
     _say(f"sampling: {result.total_rows:,} rows in {result.seconds:.2f} s")
     try:
         vault = _copy_vault(config, target_url)
-    except (VaultSyncError, psycopg.Error, OSError) as error:
+    except psycopg.Error as error:
+        raise SamplingError(
+            "the sample was loaded, but the vault sync could not read the posts of the development database "
+            f"{mask_url(target_url)} ({TARGET_URL_ENV}): {mask_secret_in(str(error).strip(), target_url)}; "
+            "check that its role may read the posts table (sampling.vault.posts_table)"
+        ) from None
+    except (VaultSyncError, OSError) as error:
         raise SamplingError(
             f"the sample was loaded, but the vault sync failed: {mask_secret_in(str(error), target_url)}"
         ) from None

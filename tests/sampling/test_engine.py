@@ -675,3 +675,33 @@ def test_verify_finds_an_outside_row_that_dangles(
         "public.dev_notes(user_id) -> public.users(id) (dev_notes_user_id_fkey, a table outside the sample): "
         "1 rows reference missing rows"
     ]
+
+
+def test_a_source_role_without_select_is_told_so_not_invalid_sql(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    """Issue 15: a permission problem on the source was reported as "not valid SQL"."""
+    import uuid
+
+    from psycopg.conninfo import make_conninfo
+
+    source, target = makapix
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    execute(source, f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+    try:
+        for schema in ("public", "audit"):
+            execute(source, f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+            execute(source, f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+        execute(source, f"REVOKE SELECT ON users FROM {role}")
+        limited = make_conninfo(source, user=role, password=f"pw-{role}")
+        with pytest.raises(SamplingError) as refused:
+            run(parse_config(makapix_config), limited, target)
+        message = str(refused.value)
+        assert f"the source role '{role}' may not read what the selection of table" in message
+        assert "permission denied for table users" in message
+        assert f"grant-reader --role {role}" in message
+        assert "not valid SQL" not in message
+        assert rows(target, "SELECT id FROM users") == [(99,)]
+    finally:
+        execute(source, f"DROP OWNED BY {role}")
+        execute(source, f"DROP ROLE {role}")
