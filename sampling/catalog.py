@@ -37,8 +37,10 @@ class Column:
     identity: bool
     #: Binary COPY of this type carries no server-specific OID (built-in types, enums, arrays of built-ins).
     binary_portable: bool
-    #: The sequence that fills the column, schema-qualified and quoted: serial / identity (owned), or
-    #: any sequence its DEFAULT nextval() uses (not necessarily owned by it, shared by several columns).
+    #: The sequence that fills the column, schema-qualified and quoted: serial / identity (owned), or the
+    #: sequence of a DEFAULT that is exactly ``nextval('s')`` (not necessarily owned, perhaps shared).
+    #: Integer columns only: a sequence used inside another expression (``'INV-' || nextval('s')``)
+    #: fills no column the sampler can compare with it, and is left alone.
     sequence: str | None
 
 
@@ -110,14 +112,20 @@ WHERE {_APPLICATION_TABLE}
 ORDER BY 1, 2
 """
 
-# The sequence of a column: the one it owns (serial, identity), else the one its DEFAULT calls
-# (pg_depend records the default expression's dependency on the sequence).
-_COLUMNS_SQL = """
+# Which columns a sequence fills, for the sampler: integer columns (a domain's base type counts) that own
+# it (serial, identity) or whose DEFAULT is nextval() of it and nothing else. Comparing the rendered
+# default with format('nextval(%L::regclass)') is exact: both render the name in the same session.
+_INTEGER_TYPES = "('int2'::regtype, 'int4'::regtype, 'int8'::regtype)"
+_PLAIN_NEXTVAL = "pg_get_expr(ad.adbin, ad.adrelid) = format('nextval(%%L::regclass)', s.oid::regclass)"
+
+# The sequence of a column: the one it owns, else the one its DEFAULT calls (pg_depend records the
+# default expression's dependency on the sequence).
+_COLUMNS_SQL = f"""
 SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
        base.typcategory, a.attnotnull, a.atthasdef, a.attgenerated <> '', a.attidentity <> '',
        CASE WHEN base.typcategory = 'A' THEN base.typelem < 16384
             ELSE base.oid < 16384 OR base.typtype = 'e' END,
-       coalesce(
+       CASE WHEN base.oid IN {_INTEGER_TYPES} THEN coalesce(
            pg_get_serial_sequence(format('%%I.%%I', n.nspname, c.relname), a.attname),
            (SELECT format('%%I.%%I', sn.nspname, s.relname)
             FROM pg_attrdef ad
@@ -125,8 +133,8 @@ SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
                             AND d.refclassid = 'pg_class'::regclass
             JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
             JOIN pg_namespace sn ON sn.oid = s.relnamespace
-            WHERE ad.adrelid = c.oid AND ad.adnum = a.attnum
-            ORDER BY 1 LIMIT 1))
+            WHERE ad.adrelid = c.oid AND ad.adnum = a.attnum AND {_PLAIN_NEXTVAL}))
+       END
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -220,6 +228,43 @@ def read_catalog(conn: psycopg.Connection[tuple[object, ...]], schemas: list[str
         for name in partitioned
     }
     return Catalog(tables)
+
+
+# Every column of the database a sequence fills (by the rule of _INTEGER_TYPES / _PLAIN_NEXTVAL), not
+# only the configured tables': a development-only table or another schema may share the sequence. A
+# partition's column is counted as its partitioned root's (the root's scan covers it).
+_SEQUENCE_USERS_SQL = f"""
+SELECT DISTINCT q.name, rn.nspname, r.relname, a.attname
+FROM unnest(%(sequences)s::text[]) AS q(name)
+JOIN pg_class s ON s.oid = to_regclass(q.name) AND s.relkind = 'S'
+JOIN LATERAL (
+    SELECT ad.adrelid AS relid, ad.adnum AS attnum
+    FROM pg_depend d JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND ad.oid = d.objid
+    WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = s.oid AND {_PLAIN_NEXTVAL}
+    UNION
+    SELECT d.refobjid, d.refobjsubid
+    FROM pg_depend d
+    WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.refclassid = 'pg_class'::regclass
+      AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
+) used ON true
+JOIN pg_class c ON c.oid = used.relid AND c.relkind IN ('r', 'p')
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = used.attnum AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_class r ON r.oid = coalesce(pg_partition_root(c.oid), c.oid)
+JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END IN {_INTEGER_TYPES}
+ORDER BY 1, 2, 3, 4
+"""
+
+
+def sequence_users(
+    conn: psycopg.Connection[tuple[object, ...]], sequences: list[str]
+) -> dict[str, list[tuple[QualifiedName, str]]]:
+    """Every (table, column) of the database each of ``sequences`` fills, whatever the configuration says."""
+    users: dict[str, list[tuple[QualifiedName, str]]] = {name: [] for name in sequences}
+    for name, schema, table, column in conn.execute(_SEQUENCE_USERS_SQL, {"sequences": sequences}):
+        users[str(name)].append(((str(schema), str(table)), str(column)))
+    return users
 
 
 @dataclass(frozen=True)

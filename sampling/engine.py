@@ -38,6 +38,7 @@ from sampling.catalog import (
     ident,
     outside_references,
     relation,
+    sequence_users,
 )
 from sampling.config import SamplingConfig
 from sampling.errors import SamplingError
@@ -503,7 +504,7 @@ class _Loader:
         ``ALTER SEQUENCE ... RESTART`` is transactional, unlike ``setval``: a dry run (``plan --exact``),
         a failure or a killed process leaves every sequence where it was.
         """
-        for sequence, columns in sorted(sequence_columns(self.resolved).items()):
+        for sequence, columns in sorted(sequence_columns(self.tgt, self.resolved).items()):
             bounds = sequence_bounds(self.tgt, sequence, columns)
             self.tgt.execute(
                 sql.SQL("ALTER SEQUENCE {} RESTART WITH {}").format(
@@ -517,21 +518,21 @@ class _Loader:
             self.tgt.execute(sql.SQL("ANALYZE {}").format(ident(name)))
 
 
-def sequence_columns(resolved: Resolved) -> dict[str, list[tuple[QualifiedName, str]]]:
+def sequence_columns(tgt: Connection, resolved: Resolved) -> dict[str, list[tuple[QualifiedName, str]]]:
     """Sequences that fill a column of a table the run replaces, with every target column using them.
 
     A sequence may be shared (one ``DEFAULT nextval('s')`` on several tables, inherited defaults): it
-    must go past the values of all its columns, including those of tables the run leaves alone.
+    must go past the values of all its columns, found through pg_depend in the whole target database,
+    including tables the configuration does not name (development-only tables, other schemas).
     """
-    users: dict[str, list[tuple[QualifiedName, str]]] = {}
-    touched: set[str] = set()
-    for plan in resolved.tables.values():
-        for column in plan.target.columns:
-            if column.sequence:
-                users.setdefault(column.sequence, []).append((plan.target.name, column.name))
-                if plan.mode != "none":
-                    touched.add(column.sequence)
-    return {sequence: sorted(columns) for sequence, columns in users.items() if sequence in touched}
+    touched = {
+        column.sequence
+        for plan in resolved.tables.values()
+        if plan.mode != "none"
+        for column in plan.target.columns
+        if column.sequence
+    }
+    return sequence_users(tgt, sorted(touched))
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def verify(config: SamplingConfig, source_url: str, target_url: str) -> VerifyRe
                             "missing rows"
                         )
         sequences = 0
-        for sequence, used_by in sorted(sequence_columns(resolved).items()):
+        for sequence, used_by in sorted(sequence_columns(tgt, resolved).items()):
             sequences += 1
             problem = _sequence_problem(tgt, sequence_bounds(tgt, sequence, used_by))
             if problem:

@@ -441,6 +441,50 @@ def test_a_descending_sequence_goes_below_the_smallest_value(
     assert rows(target, "SELECT nextval('down')") == [(-4,)]
 
 
+def test_a_sequence_inside_a_text_default_is_left_alone(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    """Every run and verify failed: invalid input syntax for type bigint: "INV-2" (max(number)::bigint)."""
+    schema = """
+    CREATE SEQUENCE inv;
+    CREATE TABLE invoice (id serial PRIMARY KEY, number text NOT NULL DEFAULT 'INV-' || nextval('inv'));
+    """
+    source, target = make_database(), make_database()
+    execute(source, schema + "INSERT INTO invoice DEFAULT VALUES; INSERT INTO invoice DEFAULT VALUES;")
+    execute(target, schema)
+    config = parse_config({"roots": [{"table": "invoice", "fraction": 1.0}]})
+    run(config, source, target)
+    report = verify(config, source, target)
+    assert report.ok and report.checked_sequences == 1  # invoice_id_seq; inv fills no integer column
+    assert rows(target, "SELECT nextval('invoice_id_seq'), nextval('inv')") == [(3, 1)]
+
+
+def test_a_sequence_shared_with_a_table_outside_the_configuration_goes_past_its_values(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    """A development-only table and a table of another schema draw from the sampled table's sequence."""
+    schema = """
+    CREATE SEQUENCE shared;
+    CREATE TABLE a (id int DEFAULT nextval('shared') PRIMARY KEY);
+    """
+    outside = """
+    CREATE TABLE dev_only (id bigint DEFAULT nextval('shared') PRIMARY KEY);
+    CREATE SCHEMA extra; CREATE TABLE extra.b (n int DEFAULT nextval('public.shared'));
+    INSERT INTO dev_only VALUES (70); INSERT INTO extra.b VALUES (90);
+    """
+    source, target = make_database(), make_database()
+    execute(source, schema + "INSERT INTO a VALUES (1), (2);")
+    execute(target, schema + outside)
+    config = parse_config({"roots": [{"table": "a", "fraction": 1.0}]})
+    run(config, source, target)
+    assert rows(target, "SELECT nextval('shared')") == [(91,)]  # was 3: only table a was looked at
+    execute(target, "ALTER SEQUENCE shared RESTART WITH 80")
+    assert verify(config, source, target).problems == [
+        "sequence public.shared would hand out 80, a value extra.b.n, public.a.id, public.dev_only.id already "
+        "hold (up to 90); run the sampler again, or ALTER SEQUENCE public.shared RESTART WITH 91"
+    ]
+
+
 def _sequence_state(rows: Rows, url: str) -> list[tuple[Any, ...]]:
     return rows(
         url,
