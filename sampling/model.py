@@ -29,18 +29,38 @@ PERSON_TABLE = re.compile(
     r"|profile|account",
     re.IGNORECASE,
 )
+#: Names that say personal whatever the column's type (a phone number or an SSN stored as a number, a
+#: date of birth): birth date, phone, social security number, IBAN, card number, passport, tax or
+#: national id. Anchored at the end, so ``phone_id``, ``phone_verified`` or ``passport_expires_at`` are not.
+STRONG_PERSONAL_NAME = re.compile(
+    r"(birth_?(date|day|year|place)|date_?of_?birth|(^|_)dob)$|phone(_?(number|no|nr))?$|(^|_)mobile$"
+    r"|((^|_)ssn|social_?security(_?number)?)$|(^|_)iban$|card_?(number|no|num)$"
+    r"|passport(_?(number|no|nr))?$|(tax|national)_?(id|number|no)$",
+    re.IGNORECASE,
+)
 #: Type categories (pg_type.typcategory) that cannot hold what the names suggest: booleans
 #: (``email_valid``), numbers (``address_id``), dates and times (``cert_expires_at``), intervals, enums.
 NOT_PERSONAL_CATEGORIES = frozenset("BNDTE")
+#: Key types whose values are identifiers only: numbers and uuids (a text key may be the e-mail itself).
+IDENTIFIER_KEY_TYPES = frozenset({"uuid"})
 
 
 def looks_personal(table: Table, column: Column, key_columns: set[str]) -> bool:
     """Whether ``column`` needs a rule (or ``keep``) before it is copied: judged by name *and* type.
 
-    Columns that foreign keys use (or reference) are exempt: only ``keep`` keeps their links, and the
-    values of such keys are identifiers, not the personal data itself.
+    Columns that foreign keys use (or reference) are exempt when their type holds identifiers only
+    (numbers, uuids): only ``keep`` keeps their links anyway. A text key (``username``, ``email``) is
+    the personal value itself and needs a decision, which can only be ``keep``. A strong name
+    (``STRONG_PERSONAL_NAME``: date of birth, phone, SSN…) needs one whatever the type, booleans aside.
     """
-    if column.name in key_columns or column.category in NOT_PERSONAL_CATEGORIES:
+    identifier_key = column.name in key_columns and (
+        column.category == "N" or column.type in IDENTIFIER_KEY_TYPES
+    )
+    if identifier_key or column.category == "B":
+        return False
+    if STRONG_PERSONAL_NAME.search(column.name):
+        return True
+    if column.category in NOT_PERSONAL_CATEGORIES:
         return False
     if column.name.lower() == "name":
         return bool(PERSON_TABLE.search(table.name[1]))

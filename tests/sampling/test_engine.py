@@ -603,6 +603,54 @@ def test_tables_that_belong_to_an_extension_are_not_application_tables(
         plan(parse_config({"roots": [{"table": "spatial_ref_sys", "fraction": 1.0}]}), source)
 
 
+# --- The personal-data guard (issue 13: defect 7) --------------------------------------------------
+
+GUARD_SQL = """
+CREATE TABLE users (username text PRIMARY KEY, email text UNIQUE, id_card uuid UNIQUE);
+CREATE TABLE posts (id int PRIMARY KEY, author text REFERENCES users, author_email text REFERENCES users (email),
+                    card uuid REFERENCES users (id_card));
+CREATE TABLE address (address_id int PRIMARY KEY, phone bigint, phone_verified boolean, phone_id int);
+CREATE TABLE customer (id int PRIMARY KEY, address_id int REFERENCES address, date_of_birth date,
+                       dob text, tax_id numeric, created_at timestamptz);
+"""
+
+
+def test_text_keys_and_strong_personal_names_need_a_decision_whatever_their_type(
+    make_database: Callable[[], str], execute: Callable[[str, str], None]
+) -> None:
+    """A text key with a personal name passed silently once keys were exempt whatever their type."""
+    source, target = make_database(), make_database()
+    execute(source, GUARD_SQL)
+    execute(target, GUARD_SQL)
+    bare = {"roots": [{"table": "posts", "fraction": 1.0}, {"table": "customer", "fraction": 1.0}]}
+    assert plan(parse_config(bare), source).sensitive_without_rule == [
+        "address.phone",  # a number, but a phone number
+        "customer.date_of_birth",
+        "customer.dob",
+        "customer.tax_id",
+        "posts.author_email",
+        "users.username",
+        "users.email",
+    ]
+    with pytest.raises(
+        ConfigError, match=r"tables.users.columns.username: 'username' is part of a foreign key"
+    ):
+        plan(
+            parse_config({**bare, "tables": {"users": {"columns": {"username": {"rule": "pseudonym"}}}}}),
+            source,
+        )
+    decided = {
+        **bare,
+        "tables": {
+            "users": {"columns": {"username": "keep", "email": "keep"}},
+            "posts": {"columns": {"author_email": "keep"}},
+            "address": {"columns": {"phone": {"rule": "null"}}},
+            "customer": {"columns": {c: {"rule": "null"} for c in ("date_of_birth", "dob", "tax_id")}},
+        },
+    }
+    assert plan(parse_config(decided), source, target).sensitive_without_rule == []
+
+
 # --- Locks (issue 13: defect 5) --------------------------------------------------------------------
 
 
