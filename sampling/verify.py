@@ -95,34 +95,38 @@ WHERE i.inhparent = %s::regclass AND NOT c.relispartition ORDER BY 1, 2
 
 
 def _duplicated_inherited_rows(tgt: Connection, resolved: Resolved) -> list[str]:
-    """Rows of a parent table (classic INHERITS) that are also rows of one of its children.
+    """Rows of a parent table (classic INHERITS) that are also rows of one of its descendants.
 
-    A parent read without ONLY returns its children's rows too; loading that into the parent
-    duplicates every child row. Compared by the parent's primary key, else by all its columns.
+    A parent read without ONLY returns its descendants' rows too; loading that into the parent
+    duplicates every one of them. Compared as whole rows (the parent's columns), not by key: a
+    ``copy: none`` child keeps development's own rows, whose ids may well equal the parent's. Each
+    child is read with its own descendants (no ONLY), so a grandchild's rows count too.
     """
     problems = []
     for plan in resolved.tables.values():
         parent = plan.target
         if plan.mode == "none" or not parent.inherited or parent.partitioned:
             continue
-        key = parent.primary_key or tuple(c.name for c in parent.columns)
+        columns = [c.name for c in parent.columns]
         for schema, name in tgt.execute(_INHERITANCE_CHILDREN_SQL, (ident(parent.name).as_string(tgt),)):
             child = (str(schema), str(name))
+            # As text: NULLs compare equal, and so do types without an equality operator (json, point).
             row = tgt.execute(
                 sql.SQL(
                     "SELECT count(*) FROM {parent} AS p WHERE EXISTS "
-                    "(SELECT 1 FROM ONLY {child} AS c WHERE ROW({c})::text = ROW({p})::text)"
+                    "(SELECT 1 FROM {child} AS c WHERE ROW({c})::text = ROW({p})::text)"
                 ).format(
                     parent=relation(parent),
                     child=ident(child),
-                    c=sql.SQL(", ").join(sql.Identifier("c", k) for k in key),
-                    p=sql.SQL(", ").join(sql.Identifier("p", k) for k in key),
+                    c=sql.SQL(", ").join(sql.Identifier("c", k) for k in columns),
+                    p=sql.SQL(", ").join(sql.Identifier("p", k) for k in columns),
                 )
             ).fetchone()
             if row and row[0]:
                 problems.append(
                     f"{display(parent.name)}: {row[0]} rows are also rows of its inheritance child "
-                    f"{display(child)} (the parent was read without ONLY); run the sampler again"
+                    f"{display(child)} or of its descendants (the parent was read without ONLY); run the "
+                    "sampler again"
                 )
     return problems
 
