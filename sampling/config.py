@@ -172,7 +172,7 @@ class SamplingConfig(_Strict):
     vault: VaultOptions = Field(default_factory=VaultOptions)
     #: work_mem of the source session: the hashed key sets of semi-joins must fit in it.
     source_work_mem: str = "256MB"
-    #: How long a run waits for a table lock on either database before it stops and names the sessions
+    #: How long a run waits for a lock on either database before it stops and names the sessions
     #: that hold it (e.g. a developer's open transaction on a table the run empties).
     lock_timeout: str = "30s"
     #: Where the configuration came from, for error messages.

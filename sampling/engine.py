@@ -196,7 +196,7 @@ def run(
         prepare_source(src, config, anonymisation_key(config, resolved))
         _prepare_target(tgt)
         loader = _Loader(resolved, src, tgt, report, outside)
-        with _lock_waits(config, src, tgt, resolved):
+        with _lock_waits(config, src, tgt, resolved, outside):
             loader.prepare_queries()
             loader.truncate()
             loader.load_downward()
@@ -248,25 +248,38 @@ def _prepare_target(tgt: Connection) -> None:
         ) from None
 
 
-#: Sessions holding a lock on any of the given relations, other than this one.
+#: Other sessions holding or waiting for a lock on any of the given relations or their partitions and
+#: inheritance descendants (a lock on a partition or a child blocks the TRUNCATE of its parent).
 _LOCK_HOLDERS_SQL = """
+WITH RECURSIVE touched(oid) AS (
+    SELECT to_regclass(name)::oid FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NOT NULL
+    UNION
+    SELECT i.inhrelid FROM pg_inherits i JOIN touched t ON i.inhparent = t.oid
+)
 SELECT DISTINCT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), coalesce(a.usename::text, '')
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.granted AND l.pid <> pg_backend_pid() AND l.locktype = 'relation'
+WHERE l.pid <> pg_backend_pid() AND l.locktype = 'relation'
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND l.relation = ANY(SELECT to_regclass(name) FROM unnest(%s::text[]) AS name)
+  AND l.relation IN (SELECT oid FROM touched)
 ORDER BY 1
 """
 
 
 @contextmanager
 def _lock_waits(
-    config: SamplingConfig, src: Connection, tgt: Connection, resolved: Resolved
+    config: SamplingConfig,
+    src: Connection,
+    tgt: Connection,
+    resolved: Resolved,
+    outside: list[OutsideReference],
 ) -> Iterator[None]:
-    """Wait at most ``lock_timeout`` for any table lock; then stop, naming the sessions that hold them.
+    """Wait at most ``lock_timeout`` for any lock; then stop, naming the sessions that hold them.
 
     Without it a developer's open transaction on a table the run empties makes the run wait at
-    TRUNCATE forever, silently. Everything the run did is rolled back.
+    TRUNCATE forever, silently. Everything the run did is rolled back. The sessions named are those
+    holding or awaiting a lock on anything the run touches on that side: its tables with their
+    partitions and inheritance children, and on the target the outside tables and the sequences it
+    restarts.
     """
     for conn in (src, tgt):
         conn.execute("SELECT set_config('lock_timeout', %s, false)", (config.lock_timeout,))
@@ -275,9 +288,14 @@ def _lock_waits(
     except psycopg.errors.LockNotAvailable:
         source_failed = src.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
         conn, side = (src, "source") if source_failed else (tgt, "target")
-        tables = [p.source if source_failed else p.target for p in resolved.tables.values()]
         conn.rollback()
-        names = [ident(t.name).as_string(conn) for t in tables]
+        if source_failed:
+            names = [ident(p.source.name).as_string(conn) for p in resolved.tables.values()]
+        else:
+            tables = [p.target.name for p in resolved.tables.values()]
+            tables += [name for ref in outside for name in (ref.table.name, ref.referenced.name)]
+            names = [ident(name).as_string(conn) for name in tables]
+            names += list(sequence_columns(conn, resolved))
         holders = [
             f"pid {pid} (application_name {app!r}, state {state!r}, user {user!r})"
             for pid, app, state, user in conn.execute(_LOCK_HOLDERS_SQL, (names,)).fetchall()
@@ -285,11 +303,12 @@ def _lock_waits(
         blocking = "; ".join(holders) or "none left (they finished meanwhile)"
         first = holders[0].split()[1] if holders else "<pid>"
         raise SamplingError(
-            f"the {side} database did not grant a table lock within lock_timeout {config.lock_timeout}: other "
-            f"sessions hold locks on the tables the run reads or replaces. Sessions holding them: {blocking}. "
-            "Nothing was changed. Let those sessions finish (commit or roll back; close idle transactions), or "
-            f"end them on the {side} database with SELECT pg_terminate_backend({first}); then run again. "
-            f"To wait longer, raise lock_timeout in {config.source_file}."
+            f"the {side} database did not grant a lock within lock_timeout {config.lock_timeout}: other "
+            f"sessions hold locks on the tables or sequences the run reads or replaces. Sessions holding "
+            f"or awaiting them: {blocking}. Nothing was changed. Let those sessions finish (commit or roll "
+            f"back; close idle transactions), or end them on the {side} database with SELECT "
+            f"pg_terminate_backend({first}); then run again. To wait longer, raise lock_timeout in "
+            f"{config.source_file}."
         ) from None
 
 

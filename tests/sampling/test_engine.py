@@ -697,7 +697,7 @@ def test_a_session_holding_a_lock_stops_the_run_with_its_name_and_how_to_retry(
             run(parse_config(makapix_config), source, target)
         assert time.monotonic() - started < 20
     message = str(stopped.value)
-    assert "the target database did not grant a table lock within lock_timeout 1s" in message
+    assert "the target database did not grant a lock within lock_timeout 1s" in message
     assert f"pid {pid} (application_name 'dev-shell', state 'idle in transaction'" in message
     assert f"SELECT pg_terminate_backend({pid})" in message and "then run again" in message
     assert ids(rows, target, "SELECT id FROM users") == [99]  # nothing changed
@@ -783,6 +783,41 @@ def test_outside_tables_can_be_emptied_or_refused(
     for table in ("dev_notes", "dev_note_tags", "extra.likes"):
         assert rows(target, f"SELECT count(*) FROM {table}") == [(0,)]
     assert verify(parse_config(makapix_config), source, target).ok
+
+
+def _run_blocked_by(target: str, hold: str, run_it: Callable[[], object]) -> tuple[int, str]:
+    """Run ``run_it`` while a development session holds what ``hold`` locks; (its pid, the error)."""
+    with psycopg.connect(target, application_name="dev-shell") as developer:
+        developer.execute(hold)  # type: ignore[arg-type]  # idle in transaction, keeping its locks
+        with pytest.raises(SamplingError) as stopped:
+            run_it()
+        return developer.info.backend_pid, str(stopped.value)
+
+
+def test_a_lock_held_on_an_outside_table_the_run_empties_names_its_session(
+    outside: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    """The lock was not on a replaced table's name, so the error said "none left" and named no one."""
+    source, target = outside
+    config = parse_config({**makapix_config, "outside_references": "empty", "lock_timeout": "1s"})
+    pid, message = _run_blocked_by(
+        target, "SELECT count(*) FROM dev_note_tags", lambda: run(config, source, target)
+    )
+    assert f"pid {pid} (application_name 'dev-shell', state 'idle in transaction'" in message
+    assert f"SELECT pg_terminate_backend({pid})" in message and "none left" not in message
+    assert rows(target, "SELECT count(*) FROM dev_note_tags") == [(2,)]
+
+
+def test_a_lock_held_on_a_sequence_the_run_restarts_names_its_session(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    source, target = makapix
+    config = parse_config({**makapix_config, "lock_timeout": "1s"})
+    hold = "SELECT nextval('comments_id_seq')"  # ROW EXCLUSIVE on the sequence; ALTER SEQUENCE waits
+    pid, message = _run_blocked_by(target, hold, lambda: run(config, source, target))
+    assert f"pid {pid} (application_name 'dev-shell', state 'idle in transaction'" in message
+    assert "the target database did not grant a lock within lock_timeout 1s" in message
+    assert ids(rows, target, "SELECT id FROM users") == [99]  # nothing changed
 
 
 def test_verify_finds_an_outside_row_that_dangles(
