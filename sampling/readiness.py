@@ -17,7 +17,8 @@ from sampling.errors import SamplingError, mask_text, mask_url, url_password
 
 #: The server's messages for SQLSTATE 28P01 (invalid_password) and 28000
 #: (invalid_authorization_specification), and libpq's for a password the server asked for and did
-#: not get. psycopg gives a failed connection no SQLSTATE, so its message is matched.
+#: not get. psycopg gives a failed connection no SQLSTATE, so its message is matched: in English only
+#: (lc_messages cannot be asked for before authentication; see docs/sampling.md, Refused logins).
 _LOGIN_REFUSED = re.compile(
     r"password authentication failed|authentication failed for user|no pg_hba\.conf entry"
     r'|role "[^"]*" does not exist|is not permitted to log in|no password supplied|password retrieved from file',
