@@ -135,13 +135,6 @@ def _run_audit(arguments: argparse.Namespace) -> int:
     if arguments.textfile is not None:
         _write_atomically(arguments.textfile, report.render_prometheus(started))
     print(report_json(report) if arguments.json else report.render_text(), end="\n" if arguments.json else "")
-    audited = {summary.project: summary for summary in report.projects}
-    for project in arguments.project or ():
-        if not audited[project].environments and not audited[project].shared:
-            print(
-                f"warning: no container carries the label {project}.environment or {project}.shared",
-                file=sys.stderr,
-            )
     return 0 if report.clean else 1
 
 

@@ -23,6 +23,8 @@ Findings, each naming the containers, network or path and what to do (:class:`Ki
 - ``cross-environment-host``: a container whose environment names another environment's container
   (by name, host name, address, or an alias on a network it joins) as a host;
 - ``unlabelled-container``: a container without the project's labels on an environment's network.
+- ``unlabelled-project``: a project named with ``--project`` of which no container carries a label
+  (deployed by an older version of the program, or by hand): nothing of it can be audited.
 
 :func:`audit` reads the engine (:func:`read_engine`) and applies the rules (:func:`audit_state`).
 """
@@ -59,6 +61,7 @@ class Kind(StrEnum):
     SHARED_SECRET = "shared-secret"
     CROSS_ENVIRONMENT_HOST = "cross-environment-host"
     UNLABELLED_CONTAINER = "unlabelled-container"
+    UNLABELLED_PROJECT = "unlabelled-project"
 
 
 class EngineUnreadable(OpsError):
@@ -634,6 +637,29 @@ def unlabelled_findings(project: _Project) -> list[Finding]:
     return findings
 
 
+def unlabelled_project_finding(project: _Project) -> Finding:
+    """A project asked for by name that no container carries a label of: nothing of it can be audited.
+
+    Containers deployed by an older version of the program (or by hand) look like this; a clean report
+    would hide exactly the drift the audit is for.
+    """
+    named = tuple(sorted(c.name for c in project.state.containers if c.name.startswith(f"{project.name}-")))
+    seen = (
+        f"containers named {project.name}-*: {', '.join(named)}"
+        if named
+        else f"none is named {project.name}-*"
+    )
+    return Finding(
+        Kind.UNLABELLED_PROJECT,
+        project.name,
+        f"no container carries the label {project.name}.{ENVIRONMENT_LABEL} or {project.name}.{SHARED_LABEL}"
+        f" ({seen}): their isolation cannot be audited",
+        "redeploy the stacks with this version of the program (`pulumi up --stack prod`, then `--stack dev`), "
+        "which labels every container; or check the project name given to --project",
+        named,
+    )
+
+
 def mount_findings(project: _Project) -> list[Finding]:
     groups: dict[tuple[tuple[str, str], tuple[str, str]], set[str]] = defaultdict(set)
     entries = [(env, mount.source, c.name) for c, env in project.environment_pairs() for mount in c.mounts]
@@ -691,16 +717,11 @@ def secret_findings(project: _Project) -> list[Finding]:
         if container.name in project.shared_kind_of:
             shared_hosts.add(container.name.lower())
             shared_hosts.update(alias.lower() for a in container.networks for alias in a.aliases)
-    exempt = {
-        secret.sha256
-        for container, _ in project.environment_pairs()
-        for secret in container.secrets
-        if secret.host is not None and secret.host.lower() in shared_hosts
-    }
+    # Only that URL is exempt: the same value under any other variable is still compared.
     where: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for container, env in project.environment_pairs():
         for secret in container.secrets:
-            if secret.sha256 not in exempt:
+            if secret.host is None or secret.host.lower() not in shared_hosts:
                 where[secret.sha256][env].add(f"{container.name} {secret.variable}")
     findings = []
     for by_environment in where.values():
@@ -773,6 +794,8 @@ def audit_state(state: EngineState, projects: Sequence[str] | None = None) -> Au
             host_findings,
         ):
             findings.extend(rule(view))
+        if projects and not view.environment_of and not view.shared_kind_of:
+            findings.append(unlabelled_project_finding(view))
     others = sorted(c.name for c in state.containers if not any(view.owns(c) for view in views))
     return AuditReport(tuple(view.summary() for view in views), tuple(others), tuple(findings))
 

@@ -392,6 +392,22 @@ def test_a_shared_servers_password_is_shared_by_design() -> None:
     assert kinds(findings_of([*containers, server])) == [Kind.SHARED_SECRET]
 
 
+def test_only_the_shared_servers_url_is_exempt_not_its_password_elsewhere() -> None:
+    url = "postgresql://clippyfront:one-password-9@makapix-shared-db:5432/clippy_front"
+    server = ContainerFacts(
+        "makapix-shared-db", DATA, networks=on("makapix-prod-data", "makapix-dev-data", aliases=("db",))
+    )
+    # Both environments also use the value as their session key: that is a shared secret like any other.
+    both = secret_fingerprints({"DATABASE_URL": url, "SESSION_KEY": "one-password-9"})
+    containers = replace(separated(), "makapix-prod-api", secrets=both)
+    containers = replace(containers, "makapix-dev-api", secrets=both)
+    report = findings_of([*containers, server])
+    assert kinds(report) == [Kind.SHARED_SECRET]
+    assert "makapix-dev-api SESSION_KEY" in report.findings[0].message
+    assert "DATABASE_URL" not in report.findings[0].message
+    assert "one-password-9" not in report.render_text()
+
+
 def test_a_container_pointing_at_the_other_environments_server_is_a_finding() -> None:
     by_name = replace(
         separated(),
@@ -538,11 +554,23 @@ def test_cli_exits_0_when_clean_and_1_with_findings(
     assert 'kind="overlapping-port"} 1' in textfile.read_text()
 
 
-def test_cli_warns_about_a_project_with_no_container(
-    engine_state: list[EngineState], capsys: pytest.CaptureFixture[str]
+def test_a_named_project_without_labelled_containers_is_a_finding(
+    engine_state: list[EngineState], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert cli.run(["audit", "--project", "makapx"]) == 0
-    assert "warning: no container carries the label makapx.environment" in capsys.readouterr().err
+    """Stacks deployed before the labels existed must not look clean to the timer (exit 1, metric > 0)."""
+    textfile = tmp_path / "isolation_audit.prom"
+    assert cli.run(["audit", "--project", "makapx", "--textfile", str(textfile)]) == 1
+    assert "no container carries the label makapx.environment" in capsys.readouterr().out
+    assert 'isolation_audit_findings{project="makapx",kind="unlabelled-project"} 1' in textfile.read_text()
+
+    from dataclasses import replace as copy
+
+    unlabelled = tuple(copy(c, labels={}) for c in separated() if c.name.startswith("makapix-prod"))
+    engine_state[0] = EngineState(unlabelled)
+    assert cli.run(["audit", "--project", "makapix", "--json"]) == 1
+    (finding,) = json.loads(capsys.readouterr().out)["findings"]
+    assert finding["kind"] == "unlabelled-project"
+    assert "makapix-prod-api" in finding["message"] and "redeploy" in finding["advice"]
 
 
 def test_cli_exits_2_when_the_textfile_cannot_be_written(
