@@ -15,6 +15,7 @@ from components.container import (
     healthcheck,
     labels,
     limit_args,
+    owner_labels,
     replace_when_changed,
 )
 from components.mqtt import client_sources as mqtt_client_sources
@@ -68,7 +69,7 @@ class AppService(pulumi.ComponentResource):
                 docker.ContainerNetworksAdvancedArgs(name=network, aliases=[args.service])
                 for network in args.networks
             ],
-            labels=labels({f"{settings.project}.environment": settings.environment, **args.caddy_labels}),
+            labels=labels({**owner_labels(settings.project, settings.environment), **args.caddy_labels}),
             healthcheck=healthcheck(check) if check else None,
             # Workers reap their forked children; init makes that safe.
             init=True,

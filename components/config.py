@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from components.known_hosts import HostKey, how_to_get, parse_known_hosts_line
+
 Environment = Literal["production", "development"]
 
 # Secret config keys (``pulumi config set --secret makapix:<key>``); each optional unless noted.
@@ -296,6 +298,8 @@ class RemoteWorker(Settings):
 
     name: str = Field(pattern=_NAME.pattern, examples=["gpu1"])
     docker_host: str = Field(pattern=_SSH_HOST.pattern, examples=["ssh://deploy@10.8.0.5"])
+    # The worker host's SSH host key, one known_hosts line (ssh-keyscan prints it): required.
+    known_hosts: str | None = Field(default=None, examples=["10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"])
     queues: list[str] = Field(default_factory=lambda: ["gpu"], examples=[["gpu"]])
     concurrency: int = Field(default=1, ge=1, le=512)
     gpus: str | None = Field(default=None, examples=["all"])
@@ -309,6 +313,31 @@ class RemoteWorker(Settings):
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
         return ServiceSettings._env_names(value)
+
+    @model_validator(mode="after")
+    def _host_key_pinned(self) -> RemoteWorker:
+        self.host_key  # noqa: B018 - raises ValueError naming the key and the fix
+        return self
+
+    @property
+    def ssh_address(self) -> tuple[str, int]:
+        """(host, port) of ``docker_host``."""
+        address = self.docker_host.removeprefix("ssh://").rpartition("@")[2]
+        host, _, port = address.partition(":")
+        return host, int(port or 22)
+
+    @property
+    def host_key(self) -> HostKey:
+        host, port = self.ssh_address
+        if self.known_hosts is None:
+            raise ValueError(
+                f"remote worker {self.name!r}: known_hosts is not set: the worker's secrets travel over SSH to "
+                f"{self.docker_host}, so its host key must be pinned; {how_to_get(host, port)} as known_hosts"
+            )
+        try:
+            return parse_known_hosts_line(self.known_hosts, host, port)
+        except ValueError as error:
+            raise ValueError(f"remote worker {self.name!r}: known_hosts: {error}") from None
 
 
 class RemoteAccessSettings(Settings):
@@ -349,9 +378,34 @@ class HostSettings(Settings):
     ssh_host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+$", examples=["10.0.0.5"])
     ssh_user: str = Field(default="deploy", pattern=r"^[a-z_][a-z0-9_-]*$", examples=["deploy"])
     ssh_port: Port = 22
+    # The Docker host's SSH host key, one known_hosts line (ssh-keyscan prints it): required with ssh_host.
+    ssh_known_hosts: str | None = Field(
+        default=None, examples=["10.0.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"]
+    )
     checkout: HostPath = Field(default="/opt/makapix-infra", examples=["/opt/makapix-infra"])
     # The interpreter that has this project installed, relative to the project directory or checkout.
     python: str = Field(default=".venv/bin/python", pattern=r"^[A-Za-z0-9._/-]+$", examples=[".venv/bin/python"])
+
+    @model_validator(mode="after")
+    def _host_key_pinned(self) -> HostSettings:
+        if self.ssh_host is not None:
+            self.host_key  # noqa: B018 - raises ValueError naming the key and the fix
+        return self
+
+    @property
+    def host_key(self) -> HostKey:
+        """The pinned key of ``ssh_host`` (only with ``ssh_host`` set)."""
+        assert self.ssh_host is not None
+        if self.ssh_known_hosts is None:
+            raise ValueError(
+                f"host.ssh_host is {self.ssh_host!r} but host.ssh_known_hosts is not set: every deployment "
+                f"secret travels over that SSH connection, so its host key must be pinned; "
+                f"{how_to_get(self.ssh_host, self.ssh_port)} as host.ssh_known_hosts"
+            )
+        try:
+            return parse_known_hosts_line(self.ssh_known_hosts, self.ssh_host, self.ssh_port)
+        except ValueError as error:
+            raise ValueError(f"host.ssh_known_hosts: {error}") from None
 
 
 class PromotionSettings(Settings):
@@ -544,16 +598,16 @@ class EnvironmentConfig(Settings):
                 f"oauth.redirect_uri {self.oauth.redirect_uri!r} does not match this environment's domain; "
                 f"it must be {self.github_redirect_uri!r} (or leave it out to derive it)"
             )
+        if self.remote_workers and self.environment != "production":
+            raise ValueError(
+                "remote_workers are declared by a development stack; remote workers join production only "
+                "(000 'Remote GPU/CPU Workers'): remove them from this stack"
+            )
         if self.remote_workers and self.mqtt is not None:
             raise ValueError(
                 "remote_workers are declared but so is an MQTT broker: the broker is reachable only inside "
                 "this host's networks and its client certificates are not given to other hosts; "
                 "remove remote_workers or set mqtt: null"
-            )
-        if self.remote_workers and self.environment != "production":
-            raise ValueError(
-                "remote_workers are declared by a development stack; remote workers join production only "
-                "(000 'Remote GPU/CPU Workers'): remove them from this stack"
             )
         if self.remote_workers and self.remote_access is None:
             raise ValueError(
@@ -892,11 +946,60 @@ def parse_environment(
         )
     name = values.get("name") if isinstance(values.get("name"), str) else None
     profile = namespace if namespace in PROFILES else "makapix"
-    merged = merge_settings(environment_defaults(environment, name, profile), values)
+    merged = _without_variables_of_null_sections(
+        merge_settings(environment_defaults(environment, name, profile), values), values
+    )
+    if environment == "production":
+        _refuse_production_tag_pins(values, source, namespace)
     try:
         return EnvironmentConfig.model_validate(merged)
     except ValidationError as error:
         raise ConfigurationError(describe_validation_error(error, source, namespace)) from None
+
+
+_DIGEST_SUFFIX = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def _refuse_production_tag_pins(values: Mapping[str, Any], source: str, namespace: str) -> None:
+    """A production stack file that names a service image by tag: refused, never replaced by a promoted digest.
+
+    Production runs digests only; a tag written in its stack file would otherwise be dropped in
+    favour of what ``promotion.from_stack`` exports, so the author would not run what they wrote.
+    """
+    services = values.get("services")
+    if not isinstance(services, Mapping):
+        return
+    for service, service_values in sorted(services.items()):
+        image = service_values.get("image") if isinstance(service_values, Mapping) else None
+        if isinstance(image, str) and not _DIGEST_SUFFIX.search(image):
+            raise ConfigurationError(
+                f"{source}: {namespace}:services.{service}.image is {image!r}, a tag: production runs "
+                "images by digest only. Pin the digest of that tag instead "
+                f"(`{image.partition('@')[0]}` -> `repo@sha256:<64 hex digits>`, as `docker buildx imagetools "
+                f"inspect {image}` prints it), or remove the key to run what stack promotion.from_stack "
+                "runs"
+            )
+
+
+def _without_variables_of_null_sections(merged: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``email: null`` / ``mqtt: null`` in the stack file also drop the *default* variables read from them.
+
+    "The app sends no email" is then one line. A variable the stack file itself maps to a null
+    section is still refused by the model (it names the variable).
+    """
+    nulled = [section for section in ("mqtt", "email") if section in values and values[section] is None]
+    application = merged.get("application")
+    if not nulled or not isinstance(application, Mapping):
+        return merged
+    own = values.get("application")
+    own_variables = own.get("variables") if isinstance(own, Mapping) else None
+    if not isinstance(own_variables, Mapping):
+        own_variables = {}
+    variables = dict(application.get("variables") or {})
+    for variable, source in variables.items():
+        if variable not in own_variables and isinstance(source, str) and source.split(".")[0] in nulled:
+            variables[variable] = None
+    return {**merged, "application": {**application, "variables": variables}}
 
 
 def describe_validation_error(error: ValidationError, source: str, namespace: str) -> str:

@@ -66,3 +66,15 @@ def environment_list(
 
 def labels(values: Mapping[str, str]) -> list[docker.ContainerLabelArgs]:
     return [docker.ContainerLabelArgs(label=key, value=value) for key, value in sorted(values.items())]
+
+
+def owner_labels(project: str, environment: str, shared: str | None = None) -> dict[str, str]:
+    """Who a container belongs to, for ``python -m ops audit`` (docs/operations.md, "Isolation audit").
+
+    Every container of one environment carries ``<project>.environment: <environment>``.  A container
+    that serves every environment carries ``<project>.shared: <kind>`` instead: ``edge`` for the shared
+    Caddy (allowed on the edge networks), ``data`` for a shared-mode server (allowed on the data networks).
+    """
+    if shared is not None:
+        return {f"{project}.shared": shared}
+    return {f"{project}.environment": environment}

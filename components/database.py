@@ -13,7 +13,9 @@ from components.container import (
     container_options,
     environment_list,
     healthcheck,
+    labels,
     limit_args,
+    owner_labels,
     replace_when_changed,
 )
 
@@ -126,6 +128,7 @@ class Database(pulumi.ComponentResource):
             ],
             ports=ports,
             healthcheck=healthcheck(check, start_period="30s"),
+            labels=labels(owner_labels(settings.project, settings.environment, "data" if shared else None)),
             restart="unless-stopped",
             log_driver="json-file",
             log_opts=LOG_OPTIONS,

@@ -17,7 +17,7 @@ import pulumi_docker as docker
 
 from components.caddy_labels import CADDY_GLOBAL_LABELS, ServiceRoute, SiteSettings, site_labels
 from components.config import EnvironmentConfig
-from components.container import LOG_OPTIONS, container_options, labels, replace_when_changed
+from components.container import LOG_OPTIONS, container_options, labels, owner_labels, replace_when_changed
 
 
 def caddy_labels(settings: EnvironmentConfig) -> dict[str, dict[str, str]]:
@@ -96,7 +96,9 @@ class Edge(pulumi.ComponentResource):
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=network) for network in network_names
             ],
-            labels=labels(CADDY_GLOBAL_LABELS),
+            labels=labels(
+                {**CADDY_GLOBAL_LABELS, **owner_labels(settings.project, settings.environment, "edge")}
+            ),
             restart="unless-stopped",
             log_driver="json-file",
             log_opts=LOG_OPTIONS,

@@ -7,6 +7,7 @@ Where it runs comes from ``host`` in the configuration (``HostSettings``):
 - ``ssh_host`` set: it runs over SSH (``command.remote.Command``) in ``host.checkout``.  An SSH
   server passes only the variables its ``AcceptEnv`` allows, so the secrets travel on the
   command's stdin as a shell environment file that the script reads before anything else.
+  The connection accepts only the host key pinned in ``host.ssh_known_hosts`` (required).
 
 Either way no secret is part of the command string, stdout and stderr are secret outputs and are
 not logged, and the command runs again only when one of its ``triggers`` changes.
@@ -85,6 +86,8 @@ def host_command(
             user=host.ssh_user,
             port=host.ssh_port,
             private_key=pulumi.Output.secret(args.ssh_private_key),
+            # Pinned: a host presenting another key gets no secret (host.ssh_known_hosts).
+            host_key=host.host_key.public_key,
         ),
         create=remote_script(host, args.script),
         stdin=stdin,

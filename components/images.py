@@ -127,6 +127,14 @@ def promoted_images(
                 f"stack {source!r} ({namespace}:promotion.from_stack) exports {what} for {service!r} "
                 f"in {DIGESTS_OUTPUT}"
             )
+        elif repository_of(reference) != repository_of(settings.services[service].image):
+            # Never run an image of another repository than the one this stack names.
+            problems.append(
+                f"{namespace}:services.{service}.image: stack {source!r} ({namespace}:promotion.from_stack) "
+                f"runs {reference!r} for {service!r}, from repository {repository_of(reference)!r}, but "
+                f"this stack names repository {repository_of(settings.services[service].image)!r}; "
+                "name the same repository in both stacks"
+            )
         else:
             images[service] = reference
     if problems:

@@ -38,7 +38,15 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from components.config import EnvironmentConfig, MqttSettings
-from components.container import LOG_OPTIONS, container_options, healthcheck, limit_args, replace_when_changed
+from components.container import (
+    LOG_OPTIONS,
+    container_options,
+    healthcheck,
+    labels,
+    limit_args,
+    owner_labels,
+    replace_when_changed,
+)
 from components.mosquitto_files import (
     BrokerFiles,
     BrokerPaths,
@@ -224,6 +232,7 @@ class MqttBroker(pulumi.ComponentResource):
             # Devices connect from outside: published on every interface (004 §7: 8883 prod, 8884 dev).
             ports=[docker.ContainerPortArgs(internal=TLS_PORT, external=mqtt.public_port)],
             healthcheck=healthcheck(check),
+            labels=labels(owner_labels(settings.project, settings.environment, "data" if shared else None)),
             restart="unless-stopped",
             log_driver="json-file",
             log_opts=LOG_OPTIONS,

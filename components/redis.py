@@ -8,7 +8,15 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import EnvironmentConfig
-from components.container import LOG_OPTIONS, container_options, healthcheck, limit_args, replace_when_changed
+from components.container import (
+    LOG_OPTIONS,
+    container_options,
+    healthcheck,
+    labels,
+    limit_args,
+    owner_labels,
+    replace_when_changed,
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Redis(pulumi.ComponentResource):
             ],
             ports=ports,
             healthcheck=healthcheck(check),
+            labels=labels(owner_labels(settings.project, settings.environment, "data" if shared else None)),
             restart="unless-stopped",
             log_driver="json-file",
             log_opts=LOG_OPTIONS,

@@ -2,7 +2,8 @@
 
 Each remote worker gets a Docker provider of its own, reaching that host's Docker engine over ssh
 (``docker_host: ssh://user@host``; the ssh key comes from the deploying user's ssh agent or
-``~/.ssh/config``, never from this program), and one container on it.  The container runs the
+``~/.ssh/config``, never from this program; the host key must be the one pinned in ``known_hosts``),
+and one container on it.  The container runs the
 local service it names (``service``, default ``worker``): the same image, command and application
 variables, except that Redis and PostgreSQL are reached at ``remote_access.address`` (000: the
 WireGuard address 10.8.0.1), where production publishes them.  So a remote worker is bound to
@@ -23,10 +24,13 @@ from components.container import (
     LOG_OPTIONS,
     container_options,
     environment_list,
+    labels,
     limit_args,
+    owner_labels,
     replace_when_changed,
 )
 from components.database import database_url
+from components.known_hosts import ssh_pinning_options
 
 
 def remote_redis_url(settings: EnvironmentConfig) -> str:
@@ -89,6 +93,8 @@ class RemoteWorkers(pulumi.ComponentResource):
             provider = docker.Provider(
                 f"{name}-{worker.name}-docker",
                 host=worker.docker_host,
+                # Only the host key pinned in remote_workers[].known_hosts is accepted.
+                ssh_opts=ssh_pinning_options(worker.host_key),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             remote_service = service.model_copy(
@@ -102,11 +108,7 @@ class RemoteWorkers(pulumi.ComponentResource):
                 command=worker_command(remote_service),
                 envs=environment_list({**plain, **service.environment, **worker.environment}, secret),
                 gpus=worker.gpus,
-                labels=[
-                    docker.ContainerLabelArgs(
-                        label=f"{settings.project}.environment", value=settings.environment
-                    )
-                ],
+                labels=labels(owner_labels(settings.project, settings.environment)),
                 init=True,
                 restart="unless-stopped",
                 log_driver="json-file",

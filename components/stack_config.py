@@ -59,7 +59,13 @@ def _stack_config_values(namespace: str) -> dict[str, Any]:
 
 
 def _decode(value: Any) -> Any:
-    """Structured values arrive as JSON text; scalars stay text and pydantic coerces them."""
+    """Structured values arrive as JSON text; scalars stay text and pydantic coerces them.
+
+    A YAML ``null`` arrives as the JSON text ``null`` (the CLI passes it as an object, which
+    ``Config.get_object`` reads as None): ``makapix:email: null`` means "no email".
+    """
+    if value == "null":
+        return None
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
             return json.loads(value)

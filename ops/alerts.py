@@ -14,6 +14,10 @@ The rules are written for the usual exporters, and rely on these labels:
 - Caddy: ``caddy_http_request_duration_seconds_bucket`` by ``host``, which Caddy adds only
   with the global option ``metrics { per_host }`` (its other labels are server, handler,
   code, method: none of them tells the environments apart).
+- ``python -m ops audit --textfile`` through node_exporter's textfile collector:
+  ``isolation_audit_findings`` by ``project`` and ``kind``, ``isolation_audit_up`` and
+  ``isolation_audit_last_run_timestamp_seconds``.  The audit covers the whole host, so only
+  production's rule file carries its alerts (a second copy would alert twice).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ PENDING_FOR = "5m"
 RATE_WINDOW = "5m"
 # Window in which an out-of-memory kill keeps its alert firing.
 OOM_WINDOW = "10m"
+# An isolation audit older than this has stopped running (it is meant to run every 15 minutes).
+AUDIT_STALE_SECONDS = 3600
 
 _Rule = dict[str, Any]
 
@@ -210,6 +216,37 @@ def _latency_rule(monitoring: MonitoringOutput, threshold: float) -> _Rule:
     )
 
 
+def _isolation_audit_rules(monitoring: MonitoringOutput) -> list[_Rule]:
+    project = _string(monitoring.project)
+    findings = f"max by (project, kind) (isolation_audit_findings{{project={project}}}) > 0"
+    not_running = (
+        "max(isolation_audit_up) == 0"
+        f" or time() - max(isolation_audit_last_run_timestamp_seconds) > {AUDIT_STALE_SECONDS}"
+        " or absent(isolation_audit_last_run_timestamp_seconds)"
+    )
+    labels = {"environment": monitoring.environment}
+    return [
+        _alert(
+            "IsolationAuditFinding",
+            findings,
+            {**labels, "severity": "critical"},
+            f"{monitoring.project}: the running containers break environment isolation",
+            "{{ $value }} finding(s) of kind {{ $labels.kind }}: run `python -m ops audit --project "
+            f"{monitoring.project}` on the host for the containers, networks or paths and what to do.",
+            pending_for="0m",
+        ),
+        _alert(
+            "IsolationAuditNotRunning",
+            not_running,
+            {**labels, "severity": "warning"},
+            "the isolation audit cannot read the Docker engine or has stopped running",
+            "`python -m ops audit` last reported more than "
+            f"{AUDIT_STALE_SECONDS // 60} minutes ago, or could not read the engine: check its timer and "
+            "the engine (docs/operations.md, Isolation audit).",
+        ),
+    ]
+
+
 def alert_rules(monitoring: MonitoringOutput) -> dict[str, Any]:
     """The Prometheus rule file (as a YAML-ready mapping) for one environment."""
     rules: list[_Rule] = []
@@ -220,6 +257,8 @@ def alert_rules(monitoring: MonitoringOutput) -> dict[str, Any]:
     threshold = monitoring.api.latency_p99_threshold_seconds
     if threshold is not None:
         rules.append(_latency_rule(monitoring, threshold))
+    if monitoring.environment == "production":
+        rules.extend(_isolation_audit_rules(monitoring))
     return {"groups": [{"name": f"{monitoring.project}-{monitoring.environment}", "rules": rules}]}
 
 

@@ -5,6 +5,12 @@ then given its final name ``<database>-<UTC timestamp>.pgdump``, so a crash neve
 half-written file that looks like a backup.  Retention deletes only files of that exact
 pattern, for the same database, beyond the newest N.
 
+An interrupted backup leaves nothing running and, as far as it can, nothing behind: pg_dump runs in
+the backup's process group and is told by the kernel to stop when the backup dies (even by
+SIGKILL); on SIGTERM, SIGINT or a failure the backup stops pg_dump and removes its partial file.
+A partial file a SIGKILL left behind is removed by the next backup, which holds the directory's
+lock (``flock`` on the directory), so no other backup can be writing it.
+
 A restore replays the dump through ``psql`` in a single transaction that first empties the
 database (see ``restore_prelude.sql``) and is committed only after ``pg_restore`` read the
 whole dump without error: a missing, foreign, truncated or corrupt dump leaves the database
@@ -14,11 +20,16 @@ exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +50,11 @@ _PRELUDE_SQL = Path(__file__).with_name("restore_prelude.sql")
 # A restore that waits this long for a lock (a running api holding one) fails instead of hanging.
 _RESTORE_LOCK_TIMEOUT = "60s"
 _COPY_CHUNK = 1 << 20
+_PARTIAL_PREFIX, _PARTIAL_SUFFIX = ".backup-", ".pgdump.partial"
+# What mkstemp makes of them: only these are ever removed as stale (other hidden files are not ours).
+_PARTIAL_NAME = re.compile(r"^\.backup-[a-z0-9_]{8}\.pgdump\.partial$")
+# prctl(2) option: the signal the kernel sends a child when its parent dies.
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -154,37 +170,32 @@ def backup_database(
     database = connection_parameters(url, DATABASE_URL_VARIABLE)["dbname"]
     environment = libpq_environment(url, DATABASE_URL_VARIABLE)
     pg_dump = find_program("pg_dump", pg_bin)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    created_at = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    final = directory / backup_name(database, created_at)
-    if final.exists():
-        raise OpsError(f"{final}: a backup of that name exists already; wait a second and retry")
+    _make_backup_directory(directory)
+    with _directory_lock(directory), _stopped_by_sigterm():
+        _remove_stale_partials(directory)
+        created_at = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+        final = directory / backup_name(database, created_at)
+        if final.exists():
+            raise OpsError(f"{final}: a backup of that name exists already; wait a second and retry")
 
-    # mkstemp makes the file 0600: a dump holds every row of production.
-    handle, temporary_name = tempfile.mkstemp(dir=directory, prefix=".", suffix=".pgdump.partial")
-    os.close(handle)
-    temporary = Path(temporary_name)
-    try:
-        completed = subprocess.run(
-            pg_dump_command(pg_dump, temporary),
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if completed.returncode != 0:
-            raise OpsError(
-                f"pg_dump of {mask_url(url)} failed (exit {completed.returncode}): "
-                f"{mask_url(completed.stderr.strip())}; no backup was written"
-            )
-        with temporary.open("rb") as written:
-            os.fsync(written.fileno())
-        # link() refuses to replace an existing file, unlike rename(): no backup is ever overwritten.
-        os.link(temporary, final)
-    finally:
-        temporary.unlink(missing_ok=True)
-    _fsync_directory(directory)
+        # mkstemp makes the file 0600: a dump holds every row of production.
+        handle, temporary_name = tempfile.mkstemp(dir=directory, prefix=_PARTIAL_PREFIX, suffix=_PARTIAL_SUFFIX)
+        os.close(handle)
+        temporary = Path(temporary_name)
+        try:
+            returncode, errors = _run_pg_dump(pg_dump_command(pg_dump, temporary), environment)
+            if returncode != 0:
+                raise OpsError(
+                    f"pg_dump of {mask_url(url)} failed (exit {returncode}): "
+                    f"{mask_url(errors.strip())}; no backup was written"
+                )
+            with temporary.open("rb") as written:
+                os.fsync(written.fileno())
+            # link() refuses to replace an existing file, unlike rename(): no backup is ever overwritten.
+            os.link(temporary, final)
+        finally:
+            temporary.unlink(missing_ok=True)
+        _fsync_directory(directory)
 
     backups = list_backups(directory, database)
     deleted = []
@@ -194,6 +205,110 @@ def backup_database(
     if deleted:
         _fsync_directory(directory)
     return BackupResult(BackupFile(final, database, created_at), final.stat().st_size, deleted)
+
+
+class BackupInterrupted(OpsError):
+    """SIGTERM arrived during a backup: pg_dump was stopped and its partial file removed."""
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into an exception, so the cleanup below runs (Python's default just exits)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; a caller there decides
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise BackupInterrupted(f"stopped by signal {signal.Signals(signum).name}; no backup was written")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends SIGTERM when the backup process dies (Linux)."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the backup died before prctl took effect
+        os._exit(1)
+
+
+def _run_pg_dump(command: list[str], environment: dict[str, str]) -> tuple[int, str]:
+    """pg_dump in this process group; stopped (and waited for) if this process is interrupted."""
+    child = subprocess.Popen(
+        command,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_die_with_parent,  # only the main thread starts children in this process
+    )
+    try:
+        _, errors = child.communicate()
+    except BaseException:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise
+    return child.returncode, errors or ""
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """One backup at a time per directory (flock on the directory itself); the kernel releases it when
+    the process dies, so a killed backup never blocks the next."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OpsError(
+                f"--dir {directory}: another backup is running there (it holds the directory's lock); "
+                "wait for it"
+            ) from None
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _remove_stale_partials(directory: Path) -> list[Path]:
+    """Partial files of backups that were killed (under the lock, no backup is writing any)."""
+    stale = [
+        entry
+        for entry in directory.iterdir()
+        if _PARTIAL_NAME.match(entry.name) and entry.is_file()
+    ]
+    for entry in stale:
+        entry.unlink(missing_ok=True)
+    return stale
+
+
+def _make_backup_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OpsError(
+            f"--dir {directory}: exists and is not a directory; pass a directory (release.backup_dir)"
+        ) from None
+    except OSError as error:
+        raise OpsError(
+            f"--dir {directory}: cannot create the backup directory ({error.strerror or error}); create it "
+            "as a user this command runs as, with room for the dumps, or pass another --dir "
+            "(release.backup_dir in the stack file); no backup was written"
+        ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OpsError(
+            f"--dir {directory}: this user cannot write there; give it write permission or pass another "
+            "--dir (release.backup_dir in the stack file); no backup was written"
+        )
 
 
 def _fsync_directory(directory: Path) -> None:

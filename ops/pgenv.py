@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from ops.errors import OpsError
-from sampling.errors import mask_url
+from sampling.errors import mask_url, url_problem
 
 __all__ = ["connection_parameters", "libpq_environment", "mask_url"]
 
@@ -57,10 +56,10 @@ _LIBPQ_ENVIRONMENT = {
 
 def connection_parameters(url: str, source: str) -> dict[str, str]:
     """The libpq parameters of ``url``; ``source`` names where it came from, for error messages."""
-    try:
-        parameters = conninfo_to_dict(url)
-    except psycopg.ProgrammingError as error:
-        raise OpsError(f"{source}: not a valid PostgreSQL URL or conninfo: {mask_url(url)}") from error
+    problem = url_problem(url)
+    if problem is not None:
+        raise OpsError(f"{source}: the database URL is malformed: {problem}")
+    parameters = conninfo_to_dict(url)
     if not parameters.get("dbname"):
         raise OpsError(f"{source}: names no database ({mask_url(url)}); add it as the URL path")
     return {key: str(value) for key, value in parameters.items() if value is not None and value != ""}

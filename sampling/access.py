@@ -13,6 +13,24 @@ read the application's schemas:
 - default privileges, so tables and sequences that the owner (or the existing tables' owners) create
   later are readable too.
 
+Privileges granted to PUBLIC apply to every role, the reader too, and PostgreSQL grants PUBLIC some
+write paths by default. So, last, it closes every write path the role still has *on this database*,
+whoever granted it, by revoking it from PUBLIC and from the role (``WRITE_PATHS_SQL`` finds them):
+
+- ``TEMPORARY`` and ``CREATE`` on the database (PUBLIC has ``TEMPORARY`` by default);
+- ``CREATE`` on any schema (PUBLIC has it on ``public`` before PostgreSQL 15);
+- ``INSERT``, ``UPDATE``, ``DELETE``, ``TRUNCATE``, ``REFERENCES``, ``TRIGGER`` on any table or view,
+  ``USAGE``/``UPDATE`` on any sequence (``nextval``, ``setval``);
+- ``EXECUTE`` on the functions that create large objects (``lo_create``, ``lo_creat``,
+  ``lo_from_bytea``: PUBLIC by default, no table privilege needed), and on every ``SECURITY DEFINER``
+  function outside the system schemas (it runs with its owner's rights).
+
+Then it looks again: a path it could not close (the connecting role is not the owner of that object,
+e.g. the large-object functions when it is not a superuser) makes the command fail, the transaction
+rolled back, with the exact ``REVOKE`` statements a superuser must run first.  Left open by design
+(they change no application data): ``ALTER ROLE`` of its own session defaults, ``LISTEN``/``NOTIFY``,
+advisory locks.
+
 Running it again is safe and sets the new password.  The password reaches the server only as a
 SCRAM-SHA-256 verifier computed by libpq on the client, never in clear text.  It refuses a role that is
 the connecting user, owns objects, or is a member of other roles: altering such a role could lock out
@@ -31,13 +49,95 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from sampling.errors import SamplingError, mask_text, mask_url, url_password
+from sampling.errors import SamplingError, mask_text, mask_url, url_password, url_problem
 from sampling.readiness import wait_until_accepting
 
 OWNER_URL_ENV = "SAMPLING_OWNER_URL"
 PASSWORD_ENV = "SAMPLING_READER_PASSWORD"
 DEFAULT_ROLE = "makapix_sampler"
 WRITE_PRIVILEGES = sql.SQL("INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER")
+# Functions that create a large object; EXECUTE is PUBLIC's by default and no other privilege is needed.
+LARGE_OBJECT_CREATORS = ("lo_create(oid)", "lo_creat(integer)", "lo_from_bytea(oid, bytea)")
+
+# Every way the role %(role)s can still write in this database: (kind, object, privileges).
+# kind: database / schema / relation / sequence / function; object: a name ready for SQL.
+WRITE_PATHS_SQL = """
+WITH user_schemas AS (
+    SELECT oid, nspname FROM pg_namespace WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'
+)
+SELECT 'database', quote_ident(current_database()),
+       concat_ws(', ', CASE WHEN has_database_privilege(%(role)s, current_database(), 'CREATE') THEN 'CREATE' END,
+                       CASE WHEN has_database_privilege(%(role)s, current_database(), 'TEMPORARY') THEN 'TEMPORARY' END)
+UNION ALL
+SELECT 'schema', quote_ident(nspname), 'CREATE'
+FROM user_schemas WHERE has_schema_privilege(%(role)s, oid, 'CREATE')
+UNION ALL
+SELECT 'relation', format('%%I.%%I', s.nspname, c.relname),
+       concat_ws(', ', CASE WHEN has_any_column_privilege(%(role)s, c.oid, 'INSERT') THEN 'INSERT' END,
+                       CASE WHEN has_any_column_privilege(%(role)s, c.oid, 'UPDATE') THEN 'UPDATE' END,
+                       CASE WHEN has_table_privilege(%(role)s, c.oid, 'DELETE') THEN 'DELETE' END,
+                       CASE WHEN has_table_privilege(%(role)s, c.oid, 'TRUNCATE') THEN 'TRUNCATE' END,
+                       CASE WHEN has_any_column_privilege(%(role)s, c.oid, 'REFERENCES') THEN 'REFERENCES' END,
+                       CASE WHEN has_table_privilege(%(role)s, c.oid, 'TRIGGER') THEN 'TRIGGER' END)
+FROM pg_class c JOIN user_schemas s ON s.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+UNION ALL
+SELECT 'sequence', format('%%I.%%I', s.nspname, c.relname),
+       concat_ws(', ', CASE WHEN has_sequence_privilege(%(role)s, c.oid, 'USAGE') THEN 'USAGE' END,
+                       CASE WHEN has_sequence_privilege(%(role)s, c.oid, 'UPDATE') THEN 'UPDATE' END)
+FROM pg_class c JOIN user_schemas s ON s.oid = c.relnamespace WHERE c.relkind = 'S'
+UNION ALL
+SELECT 'function', signature::regprocedure::text, 'EXECUTE'
+FROM unnest(%(large_object_creators)s::text[]) AS signature
+WHERE has_function_privilege(%(role)s, signature::regprocedure, 'EXECUTE')
+UNION ALL
+SELECT 'function', p.oid::regprocedure::text, 'EXECUTE'
+FROM pg_proc p JOIN user_schemas s ON s.oid = p.pronamespace
+WHERE p.prosecdef AND has_function_privilege(%(role)s, p.oid, 'EXECUTE')
+ORDER BY 1, 2
+"""
+
+
+@dataclass(frozen=True)
+class WritePath:
+    """A write the role could do: ``privileges`` on ``target`` (``DATABASE x``, ``TABLE s.t``...)."""
+
+    target: str
+    privileges: str
+
+    def revoke(self, role: str) -> str:
+        """The statement closing it, for this role and for PUBLIC (a grant to PUBLIC reaches every role)."""
+        return f"REVOKE {self.privileges} ON {self.target} FROM PUBLIC, {sql.Identifier(role).as_string()};"
+
+
+_TARGET_KEYWORD = {
+    "database": "DATABASE",
+    "schema": "SCHEMA",
+    "relation": "TABLE",
+    "sequence": "SEQUENCE",
+    "function": "FUNCTION",
+}
+
+
+def open_write_paths(conn: psycopg.Connection[Any], role: str) -> list[WritePath]:
+    """Every privilege that lets ``role`` write in the connected database, whoever granted it."""
+    rows = conn.execute(
+        WRITE_PATHS_SQL, {"role": role, "large_object_creators": list(LARGE_OBJECT_CREATORS)}
+    ).fetchall()
+    return [
+        WritePath(f"{_TARGET_KEYWORD[kind]} {name}", privileges)
+        for kind, name, privileges in rows
+        if privileges
+    ]
+
+
+def close_write_paths(conn: psycopg.Connection[Any], role: str) -> tuple[list[WritePath], list[WritePath]]:
+    """Revoke every open write path; returns (closed, still open: the connecting role may not revoke it)."""
+    found = open_write_paths(conn, role)
+    for path in found:
+        # A REVOKE by a role without the grant option only warns: the second look below decides.
+        conn.execute(path.revoke(role).encode())
+    remaining = open_write_paths(conn, role)
+    return [path for path in found if path not in remaining], remaining
 
 
 @dataclass(frozen=True)
@@ -47,6 +147,8 @@ class GrantSummary:
     database: str
     schemas: tuple[str, ...]
     default_privileges_for: tuple[str, ...]
+    # What was revoked from PUBLIC (and the role) so that the role can write nothing.
+    closed: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +157,7 @@ class GrantSummary:
             "database": self.database,
             "schemas": list(self.schemas),
             "default_privileges_for": list(self.default_privileges_for),
+            "revoked": list(self.closed),
         }
 
 
@@ -162,10 +265,25 @@ def grant_reader(owner_url: str, role: str, password: str, schemas: Sequence[str
                                 owner=sql.Identifier(owner), schema=namespace, kind=sql.SQL(kind), role=name
                             )
                         )
+            closed, still_open = close_write_paths(conn, role)
+            if still_open:
+                fix = "\n".join(f"  {path.revoke(role)}" for path in still_open)
+                raise SamplingError(
+                    f"role {role!r} could still write in database {database[0]!r} and the connecting role may "
+                    f"not revoke it; nothing was changed. Have a superuser run, in that database:\n{fix}\n"
+                    "then run this command again"
+                )
     except psycopg.Error as error:
         message = mask_text(str(error).strip(), url_password(owner_url), password)
         raise SamplingError(f"granting read access on {mask_url(owner_url)} failed: {message}") from None
-    return GrantSummary(role, not exists, database[0], tuple(schemas), tuple(owners))
+    return GrantSummary(
+        role,
+        not exists,
+        database[0],
+        tuple(schemas),
+        tuple(owners),
+        tuple(path.revoke(role) for path in closed),
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -196,8 +314,12 @@ def main(argv: list[str]) -> int:
             f"error: set {OWNER_URL_ENV} and {PASSWORD_ENV} (never pass them as arguments)", file=sys.stderr
         )
         return 2
+    problem = url_problem(owner_url)
+    if problem is not None:
+        print(f"error: {OWNER_URL_ENV}: the production database URL is malformed: {problem}", file=sys.stderr)
+        return 2
     try:
-        wait_until_accepting(owner_url, args.wait, "production")
+        wait_until_accepting(owner_url, args.wait, "production", variable=OWNER_URL_ENV)
         summary = grant_reader(owner_url, args.role, password, args.schemas or ["public"])
     except SamplingError as error:
         print(f"error: {mask_text(str(error), password)}", file=sys.stderr)
@@ -207,4 +329,6 @@ def main(argv: list[str]) -> int:
         f"{', '.join(summary.schemas)} of database {summary.database}, read-only, new password set",
         file=sys.stderr,
     )
+    for statement in summary.closed:
+        print(f"closed a write path: {statement}", file=sys.stderr)
     return 0

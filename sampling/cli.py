@@ -24,7 +24,7 @@ from rich.table import Table
 
 from sampling.config import load_config, with_overrides
 from sampling.engine import plan, run
-from sampling.errors import ConfigError, SamplingError
+from sampling.errors import ConfigError, SamplingError, check_database_url
 from sampling.results import Progress, ProgressCallback
 from sampling.verify import verify
 
@@ -72,6 +72,7 @@ def _url(given: str | None, env: str, what: str) -> str:
     url = given or os.environ.get(env)
     if not url:
         raise ConfigError(f"no {what} database: pass --{what} URL or set {env}")
+    check_database_url(url, what, f"--{what}" if given else env)
     return url
 
 
@@ -116,6 +117,7 @@ def _print_plan(console: Console, result: Any) -> None:
         ("Unreached tables (run refuses)", result.unreached),
         ("Sensitive-looking columns without a rule (run refuses)", result.sensitive_without_rule),
         ("Links not followed, to break cycles", result.cycle_breaks),
+        ("Tables outside the sample that reference it (see outside_references)", result.outside_references),
     ):
         if items:
             console.print(f"{title}: " + ", ".join(items))
@@ -145,7 +147,10 @@ def main(argv: list[str]) -> int:
         config = with_overrides(load_config(args.config), seed=args.seed, fraction=args.fraction)
         source = _url(args.source, SOURCE_ENV, "source")
         if args.command == "plan":
-            result: Any = plan(config, source, args.target or os.environ.get(TARGET_ENV), exact=args.exact)
+            target_url = args.target or os.environ.get(TARGET_ENV)
+            if target_url:
+                check_database_url(target_url, "target", "--target" if args.target else TARGET_ENV)
+            result: Any = plan(config, source, target_url, exact=args.exact)
             if not args.json:
                 _print_plan(err, result)
         elif args.command == "run":
@@ -156,7 +161,9 @@ def main(argv: list[str]) -> int:
                 err.print(
                     f"copied {result.total_rows:,} rows in {result.seconds:.2f} s "
                     f"(parents pulled in: {sum(result.included.values()):,}, references cleared: "
-                    f"{sum(result.nullified.values()):,}, rows dropped: {sum(result.dropped.values()):,})"
+                    f"{sum(result.nullified.values()):,}, rows dropped: {sum(result.dropped.values()):,}, "
+                    f"outside rows pruned: {sum(result.outside_pruned.values()):,}, outside tables emptied: "
+                    f"{len(result.outside_emptied)})"
                 )
         else:
             target = _url(args.target, TARGET_ENV, "target")

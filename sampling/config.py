@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sampling.errors import ConfigError
+from sampling.strict_yaml import YamlFileError, read_yaml_file
 
 ParentPolicy = Literal["include", "nullify", "drop"]
+#: What a run does with tables it does not replace whose foreign keys reference tables it replaces.
+OutsideRule = Literal["prune", "empty", "refuse"]
 RuleName = Literal["keep", "null", "constant", "email", "password", "ip", "token", "redact", "pseudonym"]
 
 #: Rules whose output depends on the secret anonymisation key.
@@ -162,6 +164,10 @@ class SamplingConfig(_Strict):
     anonymisation: Anonymisation = Field(default_factory=Anonymisation)
     #: Policy of foreign keys the configuration does not mention.
     default_parent_policy: ParentPolicy = "include"
+    #: Tables outside the sample (only in the target, in a schema not listed, ``copy: none``) whose foreign
+    #: keys reference a replaced table: ``prune`` keeps their rows whose references still resolve and
+    #: deletes the others; ``empty`` empties them; ``refuse`` stops before writing. Same transaction.
+    outside_references: OutsideRule = "prune"
     #: The vault files copied after a stack's sampling run (``python -m sampling stack-run``).
     vault: VaultOptions = Field(default_factory=VaultOptions)
     #: work_mem of the source session: the hashed key sets of semi-joins must fit in it.
@@ -170,6 +176,9 @@ class SamplingConfig(_Strict):
     source_statement_timeout: str = "30min"
     #: Source connections reading at once, all on one exported snapshot (1: the main one only).
     source_connections: int = Field(4, ge=1, le=16)
+    #: How long a run waits for a lock on either database before it stops and names the sessions
+    #: that hold it (e.g. a developer's open transaction on a table the run empties).
+    lock_timeout: str = "30s"
     #: Where the configuration came from, for error messages.
     source_file: str = "<config>"
 
@@ -184,11 +193,20 @@ class SamplingConfig(_Strict):
 
     @field_validator("source_statement_timeout")
     @classmethod
-    def _duration(cls, value: str) -> str:
+    def _statement_timeout(cls, value: str) -> str:
         import re
 
         if not re.fullmatch(r"0|\d+\s*(ms|s|min|h)", value):
             raise ValueError("must look like '30min' (units ms, s, min or h), or 0 for no limit")
+        return value
+
+    @field_validator("lock_timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[1-9]\d*\s*(ms|s|min)", value):
+            raise ValueError("must look like '30s' (a positive number with unit ms, s or min)")
         return value
 
 
@@ -218,13 +236,9 @@ def load_config(path: str | Path) -> SamplingConfig:
     """Read and validate a YAML sampling configuration."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the configuration: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        data = read_yaml_file(path)
+    except YamlFileError as error:
+        raise ConfigError(str(error)) from None
     return parse_config(data, str(path))
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 
 class SamplingError(Exception):
     """A refusal or failure with a message meant for the operator (exit code 1)."""
@@ -55,3 +58,29 @@ def url_password(url: str) -> str:
         return urlsplit(url).password or ""
     except ValueError:
         return ""
+
+
+URL_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE (percent-encode special characters in the password)"
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a database URL before any connection is tried, in our words, or None.
+
+    libpq's own wording ("missing \"=\" after ... in connection info string", "Servname not supported
+    for ai_socktype") names neither the setting nor the fix, and may echo the URL with its password.
+    """
+    try:
+        parameters = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return f"it is not a PostgreSQL URL; write it as {URL_FORM}"
+    for port in str(parameters.get("port") or "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            return f"its port {port!r} is not a number from 1 to 65535; write it as {URL_FORM}"
+    return None
+
+
+def check_database_url(url: str, what: str, setting: str) -> None:
+    """Refuse a malformed URL with a ConfigError naming the setting (variable or option) it came from."""
+    problem = url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"{setting}: the {what} database URL is malformed: {problem}")

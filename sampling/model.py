@@ -10,16 +10,61 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sampling.catalog import Catalog, ForeignKey, QualifiedName, Table, display
+from sampling.catalog import Catalog, Column, ForeignKey, QualifiedName, Table, display
 from sampling.config import ColumnRule, ParentPolicy, Root, SamplingConfig
 from sampling.errors import ConfigError, SamplingError
 
-#: Column names that suggest personal or secret data; each needs a rule or ``keep``.
+#: Column names that suggest personal or secret data: contact details, names, credentials, keys.
 SENSITIVE_NAME = re.compile(
-    r"e_?mail|passw|pwd|token|secret|(^|_)ips?(_|$)|ip_?addr|cert|phone|mobile|address|(^|_)key$|api_?key"
-    r"|private|salt|ssn|iban|birth|otp|totp",
+    r"e_?mail|passw|pwd|token|secret|(^|_)ips?(_|$)|ip_?addr|cert|(^|_)pem(_|$)|phone|mobile|address"
+    r"|(^|_)keys?(_|$)|api_?key|private|salt|ssn|iban|birth|otp|totp|passport|tax_?id|national_?id"
+    r"|card_?number|credit_?card|postal|zip_?code"
+    r"|(first|last|middle|given|family|full|sur|nick|display|real|maiden|user)_?name|(^|_)bio(graphy)?(_|$)"
+    r"|about_?me",
     re.IGNORECASE,
 )
+#: A bare ``name`` is a person's name only in tables of people (a category's or a device's name is not).
+PERSON_TABLE = re.compile(
+    r"user|customer|staff|employee|member|person|people|contact|author|artist|client|patient|student"
+    r"|profile|account",
+    re.IGNORECASE,
+)
+#: Names that say personal whatever the column's type (a phone number or an SSN stored as a number, a
+#: date of birth): birth date, phone, social security number, IBAN, card number, passport, tax or
+#: national id. Anchored at the end, so ``phone_id``, ``phone_verified`` or ``passport_expires_at`` are not.
+STRONG_PERSONAL_NAME = re.compile(
+    r"(birth_?(date|day|year|place)|date_?of_?birth|(^|_)dob)$|phone(_?(number|no|nr))?$|(^|_)mobile$"
+    r"|((^|_)ssn|social_?security(_?number)?)$|(^|_)iban$|card_?(number|no|num)$"
+    r"|passport(_?(number|no|nr))?$|(tax|national)_?(id|number|no)$",
+    re.IGNORECASE,
+)
+#: Type categories (pg_type.typcategory) that cannot hold what the names suggest: booleans
+#: (``email_valid``), numbers (``address_id``), dates and times (``cert_expires_at``), intervals, enums.
+NOT_PERSONAL_CATEGORIES = frozenset("BNDTE")
+#: Key types whose values are identifiers only: numbers and uuids (a text key may be the e-mail itself).
+IDENTIFIER_KEY_TYPES = frozenset({"uuid"})
+
+
+def looks_personal(table: Table, column: Column, key_columns: set[str]) -> bool:
+    """Whether ``column`` needs a rule (or ``keep``) before it is copied: judged by name *and* type.
+
+    Columns that foreign keys use (or reference) are exempt when their type holds identifiers only
+    (numbers, uuids): only ``keep`` keeps their links anyway. A text key (``username``, ``email``) is
+    the personal value itself and needs a decision, which can only be ``keep``. A strong name
+    (``STRONG_PERSONAL_NAME``: date of birth, phone, SSN…) needs one whatever the type, booleans aside.
+    """
+    identifier_key = column.name in key_columns and (
+        column.category == "N" or column.type in IDENTIFIER_KEY_TYPES
+    )
+    if identifier_key or column.category == "B":
+        return False
+    if STRONG_PERSONAL_NAME.search(column.name):
+        return True
+    if column.category in NOT_PERSONAL_CATEGORIES:
+        return False
+    if column.name.lower() == "name":
+        return bool(PERSON_TABLE.search(table.name[1]))
+    return bool(SENSITIVE_NAME.search(column.name))
 
 
 @dataclass(frozen=True)
@@ -232,7 +277,11 @@ def resolve(config: SamplingConfig, source: Catalog, target: Catalog, same_datab
         columns, binary = _common_columns(table, ttable, same_database, refusals)
         if mode in ("sample", "all"):
             for copied in table.copied_columns:
-                if copied.name in columns and copied.name not in rules and SENSITIVE_NAME.search(copied.name):
+                if (
+                    copied.name in columns
+                    and copied.name not in rules
+                    and looks_personal(table, copied, key_columns.get(name, set()))
+                ):
                     sensitive.append(f"{logical}.{copied.name}")
         plans[name] = TablePlan(
             logical,

@@ -1,13 +1,38 @@
-"""Waiting for a database that was just started (a container is "created" before PostgreSQL accepts)."""
+"""Waiting for a database that was just started (a container is "created" before PostgreSQL accepts).
+
+A refused login is not "not started yet": a wrong password or user (SQLSTATE 28P01, 28000) fails at
+once, however long the caller was willing to wait.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import psycopg
 
 from sampling.errors import SamplingError, mask_text, mask_url, url_password
+
+#: The server's messages for SQLSTATE 28P01 (invalid_password) and 28000
+#: (invalid_authorization_specification), and libpq's for a password the server asked for and did
+#: not get. psycopg gives a failed connection no SQLSTATE, so its message is matched: in English only
+#: (lc_messages cannot be asked for before authentication; see docs/sampling.md, Refused logins).
+_LOGIN_REFUSED = re.compile(
+    r"password authentication failed|authentication failed for user|no pg_hba\.conf entry"
+    r'|role "[^"]*" does not exist|is not permitted to log in|no password supplied|password retrieved from file',
+    re.IGNORECASE,
+)
+
+
+class LoginRefused(SamplingError):
+    """The server answered and refused the user or password: waiting longer cannot help."""
+
+
+def login_refused(error: psycopg.Error) -> bool:
+    """Whether ``error`` is an authentication failure (SQLSTATE 28P01 or 28000)."""
+    return error.sqlstate in ("28P01", "28000") or bool(_LOGIN_REFUSED.search(str(error)))
 
 
 def wait_for_connection(
@@ -18,20 +43,27 @@ def wait_for_connection(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str | None:
-    """Wait until ``url`` accepts a connection: None once it does, else (after ``timeout`` seconds)
-    the last connection error, password masked.
+    """Wait until ``url`` accepts a connection: None once it does, else (after ``timeout`` seconds,
+    or at once when the login is refused) the last connection error, password masked.
 
-    Every connection error counts as "not yet" (refused, starting up, DNS). Shared with
+    Every other connection error counts as "not yet" (refused, starting up, DNS). Shared with
     ``ops backup --wait``, which words its own refusal.
     """
+    error = _wait(url, timeout, interval, clock, sleep)
+    return None if error is None else mask_text(str(error).strip(), url_password(url))
+
+
+def _wait(
+    url: str, timeout: float, interval: float, clock: Callable[[], float], sleep: Callable[[float], None]
+) -> psycopg.Error | None:
     deadline = clock() + timeout
     while True:
         try:
             with psycopg.connect(url, connect_timeout=max(1, min(10, int(timeout) or 1))):
                 return None
         except psycopg.Error as error:
-            if clock() + interval > deadline:
-                return mask_text(str(error).strip(), url_password(url))
+            if login_refused(error) or clock() + interval > deadline:
+                return error
         sleep(interval)
 
 
@@ -40,13 +72,28 @@ def wait_until_accepting(
     timeout: float,
     what: str,
     *,
+    variable: str | None = None,
     interval: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Return once ``url`` accepts a connection; raise SamplingError after ``timeout`` seconds."""
-    last_error = wait_for_connection(url, timeout, interval=interval, clock=clock, sleep=sleep)
-    if last_error is not None:
-        raise SamplingError(
-            f"the {what} database {mask_url(url)} did not accept connections within {timeout:g} s: {last_error}"
+    """Return once ``url`` accepts a connection; raise SamplingError after ``timeout`` seconds, and
+    LoginRefused at once when the server refuses the user or password (naming ``variable``, the
+    environment variable the URL came from)."""
+    error = _wait(url, timeout, interval, clock, sleep)
+    if error is None:
+        return
+    message = mask_text(str(error).strip(), url_password(url))
+    if login_refused(error):
+        source = f"the user or password in {variable}" if variable else "the user or password in its URL"
+        try:
+            user = urlsplit(url).username or "(default user)"
+        except ValueError:
+            user = "(unknown user)"
+        raise LoginRefused(
+            f"the {what} database {mask_url(url)} refused the login of {user}: {source} is wrong "
+            f"(not retried: the server is up and answering). {message}"
         )
+    raise SamplingError(
+        f"the {what} database {mask_url(url)} did not accept connections within {timeout:g} s: {message}"
+    )

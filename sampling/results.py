@@ -40,6 +40,9 @@ class RunSummary:
     included: dict[str, int] = field(default_factory=dict)
     nullified: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    #: Tables outside the sample that reference it: rows deleted (prune) per table, and tables emptied.
+    outside_pruned: dict[str, int] = field(default_factory=dict)
+    outside_emptied: list[str] = field(default_factory=list)
 
     @property
     def total_rows(self) -> int:
@@ -55,6 +58,8 @@ class RunSummary:
             "included": self.included,
             "nullified": self.nullified,
             "dropped": self.dropped,
+            "outside_pruned": self.outside_pruned,
+            "outside_emptied": self.outside_emptied,
         }
 
 
@@ -72,6 +77,8 @@ class Plan:
     unreached: list[str]
     sensitive_without_rule: list[str]
     cycle_breaks: list[str]
+    #: Foreign keys of tables outside the sample that reference a table the run replaces.
+    outside_references: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +91,7 @@ class Plan:
             "unreached": self.unreached,
             "sensitive_without_rule": self.sensitive_without_rule,
             "cycle_breaks": self.cycle_breaks,
+            "outside_references": self.outside_references,
         }
 
 

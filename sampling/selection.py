@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from psycopg import sql
 
 from sampling.anonymise import rule_expression
-from sampling.catalog import ForeignKey, QualifiedName, Table, display, ident
+from sampling.catalog import ForeignKey, QualifiedName, Table, display, relation
 from sampling.model import Link, Resolved, TablePlan
 
 #: 2**52: a 13-hex-digit prefix of an md5 digest divided by it is uniform in [0, 1).
@@ -184,11 +184,10 @@ class SourceQueries:
         }
         self._aliases = 0
 
-    def table(self, name: QualifiedName) -> sql.Composed:
-        """``ONLY name``: a parent of classic inheritance never brings its children's rows (a
-        partitioned table is read whole: ONLY would read none of its partitions)."""
-        plan = self.resolved.plan_for(name)
-        return sql.SQL("{}" if plan.source.partitioned else "ONLY {}").format(ident(name))
+    def table(self, name: QualifiedName) -> sql.Composable:
+        """``name`` in FROM: ``ONLY`` when it has inheritance children, so a parent's scan never
+        brings its children's rows (``catalog.relation``)."""
+        return relation(self.resolved.plan_for(name).source)
 
     def referenced(self, name: QualifiedName, alias: str, statement: Statement) -> sql.Composed:
         """Row ``alias`` of ``name`` is referenced, through an upward link, by a row the run loads."""
@@ -319,9 +318,8 @@ class SourceQueries:
     ) -> Callable[[sql.Composable], sql.Composed]:
         """``SELECT <list> FROM`` the rows of ``plan`` the downward pass takes, for a select list over ``alias``.
 
-        Parents' selections become CTEs of ``statement``.  ``FROM ONLY``: a parent of classic
-        inheritance never brings its children's rows (a partitioned table is read whole: ONLY
-        would read none of its partitions).
+        Parents' selections become CTEs of ``statement``.  A table with inheritance children is
+        read ``FROM ONLY`` (``table()``).
         """
         table = self.table(plan.source.name)
         if plan.cap_max is None:
@@ -382,32 +380,40 @@ class SourceQueries:
         rows = self.selected_rows(self.resolved.plan_for(name), "t", statement)
         return statement.render(sql.SQL("SELECT count(*) FROM ({}) AS n").format(rows(sql.SQL("1"))))
 
-    def count_missing_parents(self, fk: ForeignKey) -> sql.Composed:
-        """SELECT count(*) of distinct parents the child's downward rows reference and the parent's lack."""
+    def count_missing_parents(self, parent: QualifiedName, fks: list[ForeignKey]) -> sql.Composed:
+        """SELECT count(*) of the rows of ``parent`` that downward rows reference (through any of
+        ``fks``) but the parent's own downward rows lack: each row once, however many keys point at it."""
         statement = Statement(self)
-        child_plan = self.resolved.plan_for(fk.table)
-        # Every column: a declared relation's ``when`` may read any of them.
-        child = statement.key_set(fk.table, (c.name for c in child_plan.source.columns))
-        parent = statement.key_set(fk.referenced, fk.referenced_columns)
-        match = sql.SQL(" AND ").join(
-            sql.SQL("p.{} = k.{}").format(sql.Identifier(r), sql.Identifier(c))
-            for c, r in zip(fk.columns, fk.referenced_columns, strict=True)
-        )
-        not_null = sql.SQL(" AND ").join(
-            sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns
-        )
-        when = sql.SQL(" AND ({})").format(sql.SQL(fk.when)) if fk.when else sql.SQL("")
+        referenced = sorted({c for fk in fks for c in fk.referenced_columns})
+        taken = statement.key_set(parent, referenced)
+
+        def same_key(alias: str, fk: ForeignKey, columns: tuple[str, ...]) -> sql.Composed:
+            return sql.SQL(" AND ").join(
+                sql.SQL("{} = p.{}").format(sql.Identifier(alias, c), sql.Identifier(r))
+                for c, r in zip(columns, fk.referenced_columns, strict=True)
+            )
+
+        terms = []
+        for fk in fks:
+            child_plan = self.resolved.plan_for(fk.table)
+            # Every column when a declared relation's ``when`` may read any of them.
+            wanted = [c.name for c in child_plan.source.columns] if fk.when else list(fk.columns)
+            when = sql.SQL(" AND ({})").format(sql.SQL(fk.when)) if fk.when else sql.SQL("")
+            terms.append(
+                sql.SQL(
+                    "(EXISTS (SELECT 1 FROM {child} AS c WHERE {referenced}{when}) "
+                    "AND NOT EXISTS (SELECT 1 FROM {taken} AS d WHERE {taken_match}))"
+                ).format(
+                    child=statement.key_set(fk.table, wanted),
+                    referenced=same_key("c", fk, fk.columns),
+                    when=when,
+                    taken=taken,
+                    taken_match=same_key("d", fk, fk.referenced_columns),
+                )
+            )
         return statement.render(
-            sql.SQL(
-                "SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {child} AS c WHERE {nn}{when}) AS k "
-                "WHERE NOT EXISTS (SELECT 1 FROM {parent} AS p WHERE {match})"
-            ).format(
-                cols=sql.SQL(", ").join(sql.Identifier("c", c) for c in fk.columns),
-                child=child,
-                nn=not_null,
-                when=when,
-                parent=parent,
-                match=match,
+            sql.SQL("SELECT count(*) FROM {parent} AS p WHERE {terms}").format(
+                parent=self.table(parent), terms=sql.SQL(" OR ").join(terms)
             )
         )
 
@@ -426,11 +432,10 @@ class SourceQueries:
             assert column is not None
             casts.append(sql.SQL("k.{}::{}").format(names[i], sql.SQL(column.type)))
         return sql.SQL(
-            "SELECT {cols} FROM {only}{table} AS t WHERE ({keycols}) IN (SELECT {casts} FROM unnest({arrays}) AS k({names}))"
+            "SELECT {cols} FROM {table} AS t WHERE ({keycols}) IN (SELECT {casts} FROM unnest({arrays}) AS k({names}))"
         ).format(
             cols=self.output_columns(plan, "t"),
-            only=sql.SQL("" if plan.source.partitioned else "ONLY "),
-            table=ident(name),
+            table=relation(plan.source),
             keycols=sql.SQL(", ").join(sql.Identifier("t", c) for c in key_columns),
             casts=sql.SQL(", ").join(casts),
             arrays=sql.SQL(", ").join(arrays),
@@ -438,45 +443,48 @@ class SourceQueries:
         )
 
 
-def dangling(child: QualifiedName, parent: QualifiedName, fk: ForeignKey) -> sql.Composed:
+def dangling(child: Table, parent: Table, fk: ForeignKey) -> sql.Composed:
     """Condition on row ``c`` of ``child``: its reference ``fk`` is set but no row of ``parent`` matches."""
     not_null = [sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(col)) for col in fk.columns]
     match = sql.SQL(" AND ").join(
         sql.SQL("p.{} = c.{}").format(sql.Identifier(r), sql.Identifier(col))
         for col, r in zip(fk.columns, fk.referenced_columns, strict=True)
     )
-    parts = [*not_null, sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS p WHERE {})").format(ident(parent), match)]
+    parts = [
+        *not_null,
+        sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS p WHERE {})").format(relation(parent), match),
+    ]
     if fk.when:
         parts.append(sql.SQL("({})").format(sql.SQL(fk.when)))
     return sql.SQL(" AND ").join(parts)
 
 
-def missing_parent_keys(child: QualifiedName, parent: QualifiedName, fk: ForeignKey) -> sql.Composed:
+def missing_parent_keys(child: Table, parent: Table, fk: ForeignKey) -> sql.Composed:
     """Distinct referenced keys (as text) that rows of ``child`` hold and ``parent`` lacks."""
     return sql.SQL("SELECT DISTINCT {cols} FROM {child} AS c WHERE {cond}").format(
         cols=sql.SQL(", ").join(sql.SQL("c.{}::text").format(sql.Identifier(col)) for col in fk.columns),
-        child=ident(child),
+        child=relation(child),
         cond=dangling(child, parent, fk),
     )
 
 
-def nullify_dangling(child: QualifiedName, parent: QualifiedName, fk: ForeignKey) -> sql.Composed:
+def nullify_dangling(child: Table, parent: Table, fk: ForeignKey) -> sql.Composed:
     return sql.SQL("UPDATE {child} AS c SET {sets} WHERE {cond}").format(
-        child=ident(child),
+        child=relation(child),
         sets=sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(col)) for col in fk.columns),
         cond=dangling(child, parent, fk),
     )
 
 
-def delete_dangling(child: QualifiedName, parent: QualifiedName, fk: ForeignKey) -> sql.Composed:
+def delete_dangling(child: Table, parent: Table, fk: ForeignKey) -> sql.Composed:
     return sql.SQL("DELETE FROM {child} AS c WHERE {cond}").format(
-        child=ident(child), cond=dangling(child, parent, fk)
+        child=relation(child), cond=dangling(child, parent, fk)
     )
 
 
-def count_dangling(child: QualifiedName, parent: QualifiedName, fk: ForeignKey) -> sql.Composed:
+def count_dangling(child: Table, parent: Table, fk: ForeignKey) -> sql.Composed:
     return sql.SQL("SELECT count(*) FROM {child} AS c WHERE {cond}").format(
-        child=ident(child), cond=dangling(child, parent, fk)
+        child=relation(child), cond=dangling(child, parent, fk)
     )
 
 

@@ -17,6 +17,7 @@ from sampling.catalog import Catalog, Table, read_catalog, sees_backend, server_
 from sampling.config import SamplingConfig
 from sampling.errors import SamplingError, mask_text, mask_url, url_password
 from sampling.model import Resolved, resolve, target_name, target_schemas
+from sampling.readiness import login_refused
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -45,6 +46,11 @@ def connect(
         conn = psycopg.connect(url, connect_timeout=10)
     except psycopg.Error as error:
         message = mask_text(str(error).strip(), url_password(url))
+        if login_refused(error):
+            message += (
+                f" (the user or password of the {role} URL is wrong: --{role} or "
+                f"SAMPLING_{role.upper()}_URL; not retried)"
+            )
         raise SamplingError(f"cannot connect to the {role} server {mask_url(url)}: {message}") from None
     try:
         if read_only:
@@ -131,11 +137,13 @@ def source_settings(config: SamplingConfig, server_version: int) -> dict[str, st
     * ``statement_timeout``: no statement runs past the configured limit.
     * ``client_connection_check_interval`` (PostgreSQL 14+): a running statement notices within a
       second that the sampler is gone (killed, even by SIGKILL) and stops.
+    * ``lock_timeout``: no wait for a lock is longer than the configured one (helper connections too).
     * ``work_mem``: memory for the hashed key sets of the semi-joins.
     """
     settings = {
         "jit": "off",
         "statement_timeout": config.source_statement_timeout,
+        "lock_timeout": config.lock_timeout,
         "work_mem": config.source_work_mem,
     }
     if server_version >= 140000:

@@ -6,7 +6,8 @@ One entry point, so the command string the stack declares stays trivial and free
    reader): print a summary with ``"loaded": false`` and the reason, exit 0 — the development stack
    still comes up, with an empty database;
 2. wait for the development database (its container was just started; failure: exit 1), then for
-   production's (``--source-wait``; no answer: ``"loaded": false`` with the reason, exit 0);
+   production's (``--source-wait``; no answer: ``"loaded": false`` with the reason, exit 0); a refused
+   login (wrong password or user, SQLSTATE 28P01/28000) on either fails at once: exit 1;
 3. otherwise the sampler (``sampling.run``: one transaction, all or nothing), then the vault sync of the
    sampled posts' files (``sampling.vault.sync_vault``); a refusal or failure of either: exit 1.
 
@@ -30,9 +31,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sampling.config import SamplingConfig, load_config, with_overrides
 from sampling.engine import run
-from sampling.errors import ConfigError, SamplingError, mask_text, url_password
+from sampling.errors import (
+    ConfigError,
+    SamplingError,
+    check_database_url,
+    mask_text,
+    mask_url,
+    url_password,
+)
 from sampling.model import target_name
-from sampling.readiness import wait_until_accepting
+from sampling.readiness import LoginRefused, wait_until_accepting
 from sampling.vault import VaultSyncError, mask_secret_in, sync_vault
 
 SOURCE_URL_ENV = "SAMPLING_SOURCE_URL"
@@ -160,10 +168,19 @@ def stack_run(
         return _not_loaded(f"no sample loaded: {reason}", source_stack)
     if not target_url:
         raise ConfigError(f"no development database: {TARGET_URL_ENV} is not set")
+    check_database_url(target_url, "development", TARGET_URL_ENV)
+    check_database_url(source_url, "production", SOURCE_URL_ENV)
     # The development database is this stack's own: not reaching it is a failure, not a skip.
-    wait_until_accepting(target_url, target_wait, "development")
+    wait_until_accepting(target_url, target_wait, "development", variable=TARGET_URL_ENV)
     try:
-        wait_until_accepting(source_url, source_wait, "production")
+        wait_until_accepting(source_url, source_wait, "production", variable=SOURCE_URL_ENV)
+    except LoginRefused as refused:
+        # Production is up and says the reader's password is wrong: a failure to fix, not a skip.
+        raise SamplingError(
+            f"{refused}. {SOURCE_URL_ENV} is the prod stack's sampling_source_url output: run "
+            "`pulumi up --stack prod` (its grant-reader step sets the reader's password again), then "
+            "`pulumi up --stack dev`"
+        ) from None
     except SamplingError as error:
         return _not_loaded(f"no sample loaded: {error}", source_stack)
     started = time.monotonic()
@@ -172,7 +189,13 @@ def stack_run(
     _say(f"sampling: {result.total_rows:,} rows in {result.seconds:.2f} s")
     try:
         vault = _copy_vault(config, target_url)
-    except (VaultSyncError, psycopg.Error, OSError) as error:
+    except psycopg.Error as error:
+        raise SamplingError(
+            "the sample was loaded, but the vault sync could not read the posts of the development database "
+            f"{mask_url(target_url)} ({TARGET_URL_ENV}): {mask_secret_in(str(error).strip(), target_url)}; "
+            "check that its role may read the posts table (sampling.vault.posts_table)"
+        ) from None
+    except (VaultSyncError, OSError) as error:
         raise SamplingError(
             f"the sample was loaded, but the vault sync failed: {mask_secret_in(str(error), target_url)}"
         ) from None

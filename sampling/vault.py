@@ -52,7 +52,7 @@ from rich.console import Console
 from rich.filesize import decimal
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from sampling.errors import mask_text, mask_url
+from sampling.errors import mask_text, mask_url, url_problem
 
 DEFAULT_TEMPLATE = "{storage_shard}/{storage_key}.{format}"
 DEFAULT_VARIANT_SUFFIX = "_upscaled.webp"
@@ -200,7 +200,26 @@ def template_fields(template: str) -> list[str]:
             fields.append(field_name)
     if not fields:
         raise TemplateError(f"path template {template!r} names no column; use e.g. {DEFAULT_TEMPLATE!r}")
+    _check_template_stays_inside(template, fields)
     return fields
+
+
+def _check_template_stays_inside(template: str, fields: list[str]) -> None:
+    """Refuse a template whose own text leaves the vault (absolute, or a '..' part), whatever the rows hold.
+
+    Without this, the first row would be blamed for what the template itself does.
+    """
+    try:
+        example = positional_template(template, fields).format(*(["x"] * len(fields)))
+    except (ValueError, TypeError, IndexError):
+        return  # a format spec that needs a number: the rows decide, checked per row
+    parts = example.split("/")
+    if example.startswith("/") or ".." in parts:
+        raise TemplateError(
+            f"path template {template!r} itself leads out of the vault (e.g. {example!r}): a vault path "
+            f"must be relative and without '..'; fix --template (sampling.vault.template in the sampling "
+            f"configuration), e.g. {DEFAULT_TEMPLATE!r}"
+        )
 
 
 def positional_template(template: str, fields: list[str]) -> str:
@@ -754,6 +773,11 @@ def main(argv: list[str]) -> int:
             f"error: no development database: pass --target-db or set {TARGET_URL_ENV}", markup=False
         )
         return EXIT_USAGE
+    problem = url_problem(url)
+    if problem is not None:
+        setting = "--target-db" if args.target_db else TARGET_URL_ENV
+        stderr.print(f"error: {setting}: the development database URL is malformed: {problem}", markup=False)
+        return EXIT_USAGE
     if args.workers is not None and args.workers < 1:
         stderr.print("error: --workers must be at least 1", markup=False)
         return EXIT_USAGE
@@ -802,7 +826,16 @@ def main(argv: list[str]) -> int:
                 on_plan=on_plan,
                 on_dry_run_action=on_dry_run_action,
             )
-    except (VaultSyncError, psycopg.Error, OSError) as exc:
+    except psycopg.Error as exc:
+        setting = "--target-db" if args.target_db else TARGET_URL_ENV
+        stderr.print(
+            f"error: reading table {args.posts_table!r} of the development database {mask_url(url)} "
+            f"(from {setting}) failed: {mask_secret_in(str(exc).strip(), url)}; check {setting}, that the "
+            "database is running and that its role may read the table (--posts-table)",
+            markup=False,
+        )
+        return EXIT_FAILURE
+    except (VaultSyncError, OSError) as exc:
         stderr.print(f"error: {mask_secret_in(str(exc), url)}", markup=False)
         return EXIT_FAILURE
     stderr.print(_summary_line(summary), markup=False)

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from sampling.catalog import QualifiedName, display, ident
+from sampling.catalog import display, ident, outside_references, relation
 from sampling.config import SamplingConfig
-from sampling.engine import KEY_BATCH, dangling_foreign_keys
-from sampling.model import TablePlan
+from sampling.engine import (
+    KEY_BATCH,
+    SequenceBounds,
+    dangling_foreign_keys,
+    dangling_outside,
+    sequence_bounds,
+    sequence_columns,
+)
+from sampling.model import Resolved, TablePlan
 from sampling.results import VerifyReport
 from sampling.selection import count_dangling, describe_link
 from sampling.session import Connection, connect, database_errors, resolve_databases
@@ -22,15 +29,16 @@ def verify(config: SamplingConfig, source_url: str, target_url: str) -> VerifyRe
     ):
         resolved = resolve_databases(config, src, tgt)
         problems = dangling_foreign_keys(tgt, resolved)
-        links = sum(len(p.target.foreign_keys) for p in resolved.tables.values())
+        touched = {p.target.name for p in resolved.tables.values() if p.mode != "none"}
+        outside = outside_references(tgt, touched)
+        problems.extend(dangling_outside(tgt, outside))
+        links = sum(len(p.target.foreign_keys) for p in resolved.tables.values()) + len(outside)
         warnings = []
         for plan in resolved.tables.values():
             for link in plan.links:
                 parent = resolved.tables.get(link.fk.referenced)
                 if link.fk.declared and parent is not None and plan.mode != "none":
-                    row = tgt.execute(
-                        count_dangling(plan.target.name, parent.target.name, link.fk)
-                    ).fetchone()
+                    row = tgt.execute(count_dangling(plan.target, parent.target, link.fk)).fetchone()
                     links += 1
                     if row and row[0]:
                         warnings.append(
@@ -38,13 +46,12 @@ def verify(config: SamplingConfig, source_url: str, target_url: str) -> VerifyRe
                             "missing rows"
                         )
         sequences = 0
-        for plan in resolved.tables.values():
-            for column in plan.target.columns:
-                if column.sequence and plan.mode != "none":
-                    sequences += 1
-                    problem = _sequence_problem(tgt, plan.target.name, column.name, column.sequence)
-                    if problem:
-                        problems.append(problem)
+        for sequence, used_by in sorted(sequence_columns(tgt, resolved).items()):
+            sequences += 1
+            problem = _sequence_problem(tgt, sequence_bounds(tgt, sequence, used_by))
+            if problem:
+                problems.append(problem)
+        problems.extend(_duplicated_inherited_rows(tgt, resolved))
         columns = 0
         for plan in resolved.tables.values():
             for name, rule in plan.rules.items():
@@ -63,18 +70,65 @@ def verify(config: SamplingConfig, source_url: str, target_url: str) -> VerifyRe
         return VerifyReport(problems, warnings, links, sequences, columns)
 
 
-def _sequence_problem(tgt: Connection, table: QualifiedName, column: str, sequence: str) -> str | None:
+def _sequence_problem(tgt: Connection, bounds: SequenceBounds) -> str | None:
     row = tgt.execute(
-        sql.SQL("SELECT (SELECT max({col})::bigint FROM {table}), last_value, is_called FROM {seq}").format(
-            col=sql.Identifier(column), table=ident(table), seq=sql.SQL(sequence)
-        )
+        sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(bounds.sequence))
     ).fetchone()
     assert row is not None
-    largest, last_value, is_called = row
-    next_value = last_value + 1 if is_called else last_value
-    if largest is not None and next_value <= largest:
-        return f"sequence {sequence} of {display(table)}.{column} would hand out {next_value}, not past {largest}"
+    last_value, is_called = row
+    next_value = last_value + bounds.increment if is_called else last_value
+    if bounds.hands_out_a_used_value(next_value):
+        held = bounds.largest if bounds.increment > 0 else bounds.smallest
+        return (
+            f"sequence {bounds.sequence} would hand out {next_value}, a value {', '.join(bounds.columns)} "
+            f"already hold (up to {held}); run the sampler again, or ALTER SEQUENCE {bounds.sequence} "
+            f"RESTART WITH {bounds.restart_value()}"
+        )
     return None
+
+
+_INHERITANCE_CHILDREN_SQL = """
+SELECT n.nspname, c.relname FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.inhparent = %s::regclass AND NOT c.relispartition ORDER BY 1, 2
+"""
+
+
+def _duplicated_inherited_rows(tgt: Connection, resolved: Resolved) -> list[str]:
+    """Rows of a parent table (classic INHERITS) that are also rows of one of its descendants.
+
+    A parent read without ONLY returns its descendants' rows too; loading that into the parent
+    duplicates every one of them. Compared as whole rows (the parent's columns), not by key: a
+    ``copy: none`` child keeps development's own rows, whose ids may well equal the parent's. Each
+    child is read with its own descendants (no ONLY), so a grandchild's rows count too.
+    """
+    problems = []
+    for plan in resolved.tables.values():
+        parent = plan.target
+        if plan.mode == "none" or not parent.inherited or parent.partitioned:
+            continue
+        columns = [c.name for c in parent.columns]
+        for schema, name in tgt.execute(_INHERITANCE_CHILDREN_SQL, (ident(parent.name).as_string(tgt),)):
+            child = (str(schema), str(name))
+            # As text: NULLs compare equal, and so do types without an equality operator (json, point).
+            row = tgt.execute(
+                sql.SQL(
+                    "SELECT count(*) FROM {parent} AS p WHERE EXISTS "
+                    "(SELECT 1 FROM {child} AS c WHERE ROW({c})::text = ROW({p})::text)"
+                ).format(
+                    parent=relation(parent),
+                    child=ident(child),
+                    c=sql.SQL(", ").join(sql.Identifier("c", k) for k in columns),
+                    p=sql.SQL(", ").join(sql.Identifier("p", k) for k in columns),
+                )
+            ).fetchone()
+            if row and row[0]:
+                problems.append(
+                    f"{display(parent.name)}: {row[0]} rows are also rows of its inheritance child "
+                    f"{display(child)} or of its descendants (the parent was read without ONLY); run the "
+                    "sampler again"
+                )
+    return problems
 
 
 def _leaked_values(src: Connection, tgt: Connection, plan: TablePlan, column: str) -> int:

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from pulumi.runtime import mocks, rpc
 from pulumi.runtime import settings as runtime_settings
@@ -43,6 +42,7 @@ from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from components.images import repository_of
+from sampling.strict_yaml import YamlFileError, read_yaml_file
 
 SECRET = "[secret]"
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -233,25 +233,61 @@ class _StackMocks(mocks.Mocks):
         return {}, None
 
 
+class InputError(RenderError):
+    """A file of the project cannot be read (the command exits 2): the message names it and what to do."""
+
+
+def config_text(value: Any) -> str:
+    """A stack file value as the Pulumi CLI hands it to the program.
+
+    The CLI keeps a structured value (map, list, or YAML ``null``) as JSON text marked "object", which
+    ``Config.get_object`` parses: ``null`` arrives as the text ``null`` and reads back as None
+    (pulumi/sdk/go/common/resource/config/object.go, ``MarshalString``). Scalars arrive as their text.
+    """
+    if value is None or isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _read_yaml(path: Path, what_to_do: str) -> Any:
+    try:
+        return read_yaml_file(path)
+    except YamlFileError as error:
+        raise InputError(f"{error}{what_to_do}") from None
+
+
 def _stack_config(project_dir: Path, project: str, stack: str) -> tuple[dict[str, str], list[str]]:
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
     if not stack_file.exists():
-        raise RenderError(f"{stack_file}: no such stack file")
-    document = yaml.safe_load(stack_file.read_text()) or {}
+        raise InputError(
+            f"{stack_file}: no such stack file; create it (`config:` with this stack's settings) "
+            f"or name another stack"
+        )
+    document = _read_yaml(stack_file, "") or {}
+    if not isinstance(document, dict):
+        raise InputError(
+            f"{stack_file}: the file must be a YAML mapping with a `config:` key, not a "
+            f"{type(document).__name__}; e.g. `{project}:environment: development` indented under `config:`"
+        )
+    settings = document.get("config") or {}
+    if not isinstance(settings, dict):
+        raise InputError(
+            f"{stack_file}: `config:` must be a mapping of `{project}:<key>: value`, not a "
+            f"{type(settings).__name__}; e.g. `{project}:environment: development` indented under `config:`"
+        )
     values: dict[str, str] = {}
     secret_keys: list[str] = []
-    for key, value in (document.get("config") or {}).items():
+    for key, value in settings.items():
+        key = str(key)
         full_key = key if ":" in key else f"{project}:{key}"
         if isinstance(value, dict) and set(value) == {"secure"}:
             # Encrypted: unreadable without the stack's passphrase. A placeholder stands in.
             values[full_key] = f"placeholder-for-{full_key.replace(':', '-')}"
             secret_keys.append(full_key)
-        elif isinstance(value, dict | list):
-            values[full_key] = json.dumps(value)
-        elif isinstance(value, bool):
-            values[full_key] = "true" if value else "false"
         else:
-            values[full_key] = str(value)
+            values[full_key] = config_text(value)
     return values, secret_keys
 
 
@@ -259,7 +295,26 @@ def _references(project_dir: Path) -> dict[str, dict[str, Any]]:
     folder = project_dir / "stack_references"
     if not folder.is_dir():
         return {}
-    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+    references: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.json")):
+        what_to_do = (
+            "; regenerate it with `python -m tools.desired_state "
+            f"{path.stem} --project-dir {project_dir} --outputs > {path}` (or scripts/update-snapshots)"
+        )
+        try:
+            outputs = json.loads(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not UTF-8 text{what_to_do}") from None
+        except json.JSONDecodeError as error:
+            raise InputError(
+                f"{path}: line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}){what_to_do}"
+            ) from None
+        if not isinstance(outputs, dict):
+            raise InputError(
+                f"{path}: must be a JSON object of the stack's outputs, not {type(outputs).__name__}{what_to_do}"
+            )
+        references[path.stem] = outputs
+    return references
 
 
 def _run_program(project_dir: Path) -> None:
@@ -294,13 +349,23 @@ def render(
     ``resource_state`` adds what a provider would compute (e.g. real certificates).
     """
     project_dir = Path(project_dir).resolve()
-    project_file = yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}
-    project = str(project_file.get("name"))
+    project_path = project_dir / "Pulumi.yaml"
+    if not project_path.is_file():
+        raise InputError(
+            f"{project_path}: no such file; {project_dir} is not a Pulumi project: pass --project-dir "
+            "with the directory that holds Pulumi.yaml"
+        )
+    project_file = _read_yaml(project_path, "")
+    if not isinstance(project_file, dict) or not isinstance(project_file.get("name"), str):
+        raise InputError(
+            f"{project_path}: must be a YAML mapping with the project's `name:`; e.g. `name: makapix`"
+        )
+    project = project_file["name"]
     # Pulumi.yaml `main`: the program lives elsewhere (examples/clippyfront runs the repository's program).
     program_dir = (project_dir / str(project_file.get("main") or ".")).resolve()
     config, secret_keys = _stack_config(project_dir, project, stack)
     for key, value in (extra_config or {}).items():
-        config[f"{project}:{key}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        config[f"{project}:{key}"] = config_text(value)
     monitor = _RecordingMonitor(
         _StackMocks({**_references(project_dir), **(references or {})}, resource_state)
     )
@@ -369,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         rendering = render(args.stack, args.project_dir)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except RenderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -67,7 +67,8 @@ def test_null_removes_a_default_variable():
             "'lower' is not an environment variable name",
         ),
         (
-            {"mqtt": None},
+            # `mqtt: null` alone drops the default MQTT variables; one the stack file maps there is refused.
+            {"mqtt": None, "application": {"variables": {"MQTT_HOST": "mqtt.host"}}},
             "application.variables.MQTT_HOST passes 'mqtt.host' but mqtt is not configured",
         ),
         (

@@ -16,6 +16,9 @@ from components.isolation import check_pair, find_collisions, fingerprint
 from tools.caddy_docker_proxy import LabelledContainer, caddyfile_from_containers
 from tools.desired_state import RenderError, Secret, fake_repo_digest
 
+# The SSH host key of the example worker host 10.8.0.5 (remote workers need it pinned).
+GPU1_KNOWN_HOSTS = "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
+
 PROJECT = Path(__file__).resolve().parents[2] / "examples" / "clippyfront"
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
@@ -185,7 +188,20 @@ def test_each_environment_has_its_own_generated_admin_password(render_stack):
 def test_remote_worker_runs_on_its_own_docker_host_bound_to_production(render_stack):
     prod = render(render_stack, "prod")
     provider = prod.get(PROVIDER, "clippyfront-prod-remote-gpu1-docker")
-    assert provider.plain_inputs() == {"host": "ssh://deploy@10.8.0.5"}
+    # Only the host key pinned in the stack file is accepted (ssh options of the Docker provider).
+    inputs = provider.plain_inputs()
+    # Provider inputs reach the provider JSON-encoded.
+    assert {**inputs, "sshOpts": json.loads(inputs["sshOpts"])} == {
+        "host": "ssh://deploy@10.8.0.5",
+        "sshOpts": [
+            *("-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=/dev/null"),
+            *("-o", "GlobalKnownHostsFile=/dev/null"),
+            *(
+                "-o",
+                f"KnownHostsCommand=/bin/echo {GPU1_KNOWN_HOSTS}",
+            ),
+        ],
+    }
     worker = prod.get(CONTAINER, "clippyfront-prod-remote-gpu1-container")
     assert worker.options["provider"] == "clippyfront-prod-remote-gpu1-docker"
     inputs = worker.plain_inputs()
@@ -193,7 +209,9 @@ def test_remote_worker_runs_on_its_own_docker_host_bound_to_production(render_st
     assert inputs["gpus"] == "all"
     # Exactly the image the local worker runs: production's promoted digest, never the tag.
     local_worker = prod.get(CONTAINER, "clippyfront-prod-worker-container").plain_inputs()
-    assert inputs["image"] == local_worker["image"] == fake_repo_digest("ghcr.io/clippyfront/clippyfront:1.0.0")
+    assert (
+        inputs["image"] == local_worker["image"] == fake_repo_digest("ghcr.io/clippyfront/clippyfront:1.0.0")
+    )
     assert inputs["command"][-3:] == ["-Q", "gpu", "--concurrency=1"]
     assert isinstance(worker.inputs["envs"], Secret)
     environment = envs(worker)
@@ -209,7 +227,17 @@ def test_remote_worker_runs_on_its_own_docker_host_bound_to_production(render_st
 
 def test_a_remote_worker_declared_by_development_is_refused(render_stack):
     with pytest.raises(RenderError, match="remote workers join production only"):
-        render(render_stack, "dev", remote_workers=[{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}])
+        render(
+            render_stack,
+            "dev",
+            remote_workers=[
+                {
+                    "name": "gpu1",
+                    "docker_host": "ssh://deploy@10.8.0.5",
+                    "known_hosts": GPU1_KNOWN_HOSTS,
+                }
+            ],
+        )
     with pytest.raises(ConfigurationError, match="remote_access is set on a development stack"):
         stack("dev", remote_access={"address": "10.8.0.1"})
 
@@ -232,7 +260,14 @@ def test_the_clippyfront_stacks_do_not_collide(render_stack):
     assert render(render_stack, "dev").outputs["isolation_fingerprint"]["database"]["table_prefix"] == "dev_"
 
 
-REMOTE_TO_DEV = [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5", "queues": ["gpu"]}]
+REMOTE_TO_DEV = [
+    {
+        "name": "gpu1",
+        "docker_host": "ssh://deploy@10.8.0.5",
+        "known_hosts": GPU1_KNOWN_HOSTS,
+        "queues": ["gpu"],
+    }
+]
 
 COLLISIONS = [
     # (name, kind, change to prod, change to dev, words in the collision)
@@ -376,13 +411,28 @@ def test_the_sampling_configuration_maps_production_prefix_to_development_prefix
     [
         (
             [
-                {"name": "gpu1", "docker_host": "ssh://a@10.8.0.5"},
-                {"name": "gpu1", "docker_host": "ssh://a@10.8.0.6"},
+                {
+                    "name": "gpu1",
+                    "docker_host": "ssh://a@10.8.0.5",
+                    "known_hosts": GPU1_KNOWN_HOSTS,
+                },
+                {
+                    "name": "gpu1",
+                    "docker_host": "ssh://a@10.8.0.6",
+                    "known_hosts": "10.8.0.6 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF",
+                },
             ],
             "remote worker name 'gpu1' is used twice",
         ),
         (
-            [{"name": "gpu1", "docker_host": "ssh://a@10.8.0.5", "service": "renderer"}],
+            [
+                {
+                    "name": "gpu1",
+                    "docker_host": "ssh://a@10.8.0.5",
+                    "known_hosts": GPU1_KNOWN_HOSTS,
+                    "service": "renderer",
+                }
+            ],
             "runs service 'renderer', which this stack does not have; one of: web, worker",
         ),
         (

@@ -16,6 +16,9 @@ from components.config import (
     parse_environment,
 )
 
+# The SSH host key of the example worker host 10.8.0.5 (remote workers need it pinned).
+GPU1_KNOWN_HOSTS = "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -126,15 +129,18 @@ MALFORMED = [
     ),
     (
         "remote worker in dev",
-        {"remote_workers": [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}], "mqtt": None},
+        {
+            "remote_workers": [
+                {
+                    "name": "gpu1",
+                    "docker_host": "ssh://deploy@10.8.0.5",
+                    "known_hosts": GPU1_KNOWN_HOSTS,
+                }
+            ],
+            "mqtt": None,
+        },
         "makapix",
         "remote workers join production only",
-    ),
-    (
-        "remote worker beside an MQTT broker",
-        {"remote_workers": [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}]},
-        "makapix",
-        "remove remote_workers or set mqtt: null",
     ),
     (
         "bad tuning flag",
@@ -262,3 +268,105 @@ def test_defaults_validate_for_both_environments():
     for environment in ("production", "development"):
         defaults = environment_defaults(environment)
         assert defaults["name"] in ("prod", "dev")
+
+
+def test_remote_workers_in_a_development_stack_are_refused_for_that_reason_not_the_broker():
+    """Issue 15: with a broker declared (the Makapix default), the refusal blamed the MQTT broker."""
+    with pytest.raises(ConfigurationError) as refused:
+        parse(
+            dev_with(
+                remote_workers=[
+                    {
+                        "name": "gpu1",
+                        "docker_host": "ssh://deploy@10.8.0.5",
+                        "known_hosts": GPU1_KNOWN_HOSTS,
+                    }
+                ]
+            )
+        )
+    message = str(refused.value)
+    assert "remote_workers are declared by a development stack" in message
+    assert "remove them from this stack" in message
+    assert "MQTT" not in message
+
+
+def test_remote_workers_beside_an_mqtt_broker_are_refused_in_production():
+    prod = stack_values("prod")
+    worker = {"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5", "known_hosts": GPU1_KNOWN_HOSTS}
+    with pytest.raises(ConfigurationError, match="remove remote_workers or set mqtt: null"):
+        parse(
+            {**prod, "remote_workers": [worker], "remote_access": {"address": "10.8.0.1"}}, "Pulumi.prod.yaml"
+        )
+
+
+# --- SSH host keys are pinned (issue 15: every deployment secret travels over those connections) ---
+
+OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
+
+
+@pytest.mark.parametrize(
+    ("host", "words"),
+    [
+        ({"ssh_host": "10.0.0.5"}, "host.ssh_host is '10.0.0.5' but host.ssh_known_hosts is not set"),
+        (
+            {"ssh_host": "10.0.0.5", "ssh_known_hosts": f"10.0.0.6 {OTHER_KEY}"},
+            "host.ssh_known_hosts: the line is for '10.0.0.6', not for '10.0.0.5'",
+        ),
+        (
+            {"ssh_host": "10.0.0.5", "ssh_port": 2222, "ssh_known_hosts": f"10.0.0.5 {OTHER_KEY}"},
+            "the line is for '10.0.0.5', not for '[10.0.0.5]:2222'",
+        ),
+        (
+            {"ssh_host": "10.0.0.5", "ssh_known_hosts": "10.0.0.5 ssh-ed25519 AAAAnotakey"},
+            "host.ssh_known_hosts: the key of type ssh-ed25519 is not a valid base64 ssh-ed25519 key",
+        ),
+        (
+            {"ssh_host": "10.0.0.5", "ssh_known_hosts": "ssh-ed25519 AAAAC3Nza"},
+            "is not a known_hosts line ('<host> <key type> <base64 key>')",
+        ),
+    ],
+    ids=["missing", "another-host", "another-port", "bad-key", "not-a-line"],
+)
+def test_host_commands_over_ssh_need_the_host_key_pinned(host, words):
+    with pytest.raises(ConfigurationError) as caught:
+        parse(dev_with(host=host))
+    message = str(caught.value)
+    assert words in message
+    assert "ssh-keyscan" in message and "fingerprint" in message
+
+
+def test_a_hashed_known_hosts_line_and_a_port_are_understood():
+    import base64
+    import hashlib
+    import hmac
+
+    salt = b"0123456789abcdefghij"
+    digest = hmac.new(salt, b"[10.0.0.5]:2222", hashlib.sha1).digest()
+    hashed = f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+    settings = parse(
+        dev_with(host={"ssh_host": "10.0.0.5", "ssh_port": 2222, "ssh_known_hosts": f"{hashed} {OTHER_KEY}"})
+    )
+    assert settings.host.host_key.public_key == OTHER_KEY
+
+
+@pytest.mark.parametrize(
+    ("worker", "words"),
+    [
+        ({}, "remote worker 'gpu1': known_hosts is not set"),
+        (
+            {"known_hosts": f"10.8.0.9 {OTHER_KEY}"},
+            "remote worker 'gpu1': known_hosts: the line is for '10.8.0.9'",
+        ),
+    ],
+    ids=["missing", "another-host"],
+)
+def test_remote_workers_need_their_host_key_pinned(worker, words):
+    prod = stack_values("prod")
+    workers = [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5", **worker}]
+    with pytest.raises(ConfigurationError) as caught:
+        parse(
+            {**prod, "mqtt": None, "remote_workers": workers, "remote_access": {"address": "10.8.0.1"}},
+            "Pulumi.prod.yaml",
+        )
+    assert words in str(caught.value)
+    assert "ssh-keyscan -t ed25519 10.8.0.5" in str(caught.value)

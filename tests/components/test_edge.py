@@ -89,7 +89,8 @@ def test_only_web_and_api_carry_routes(stack, render_stack):
 def test_caddy_declares_per_host_metrics_as_a_global_option(render_stack):
     caddy = render_stack("prod").get(CONTAINER, "makapix-edge-container").plain_inputs()
     labels = {label["label"]: label["value"] for label in caddy["labels"]}
-    assert labels == {"caddy.metrics.per_host": ""}
+    # The ownership label is for `python -m ops audit`; caddy-docker-proxy reads only caddy* labels.
+    assert labels == {"caddy.metrics.per_host": "", "makapix.shared": "edge"}
     # caddy-docker-proxy reads the Caddy container's own labels: a top-level label is a global option.
     assert caddyfile_from_containers([LabelledContainer(labels, (), "caddy")]) == (
         "{\n\tmetrics {\n\t\tper_host\n\t}\n}\n"

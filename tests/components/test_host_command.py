@@ -12,6 +12,7 @@ import yaml
 from components.config import HostSettings
 from components.host_command import environment_file, remote_script
 
+KNOWN_HOSTS = "10.0.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
 AWKWARD_VALUES = {
     "SAMPLING_SOURCE_URL": "postgresql://sampler:p'a\"ss w$rd`x`@127.0.0.1:55432/makapix",
     "EMPTY": "",
@@ -22,7 +23,7 @@ AWKWARD_VALUES = {
 
 @pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
 def test_every_value_arrives_unchanged_and_nothing_is_executed(shell: str, tmp_path: object) -> None:
-    host = HostSettings(ssh_host="10.0.0.5", checkout="/")
+    host = HostSettings(ssh_host="10.0.0.5", ssh_known_hosts=KNOWN_HOSTS, checkout="/")
     script = remote_script(host, "env -0")
     shown = subprocess.run(
         [shell, "-c", script],
@@ -37,7 +38,7 @@ def test_every_value_arrives_unchanged_and_nothing_is_executed(shell: str, tmp_p
 
 
 def test_the_script_changes_to_the_checkout_before_running() -> None:
-    host = HostSettings(ssh_host="10.0.0.5", checkout="/tmp")
+    host = HostSettings(ssh_host="10.0.0.5", ssh_known_hosts=KNOWN_HOSTS, checkout="/tmp")
     shown = subprocess.run(
         ["/bin/sh", "-c", remote_script(host, "pwd")], input="", capture_output=True, text=True, check=True
     )
@@ -45,7 +46,7 @@ def test_the_script_changes_to_the_checkout_before_running() -> None:
 
 
 def test_a_failing_command_fails_the_script() -> None:
-    host = HostSettings(ssh_host="10.0.0.5", checkout="/")
+    host = HostSettings(ssh_host="10.0.0.5", ssh_known_hosts=KNOWN_HOSTS, checkout="/")
     result = subprocess.run(["/bin/sh", "-c", remote_script(host, "exit 3")], input="", check=False)
     assert result.returncode == 3
 
@@ -60,7 +61,7 @@ def test_one_deploy_key_for_both_stacks_is_no_collision_and_reaches_only_the_ssh
     (tmp_path / "Pulumi.yaml").write_text(f"name: makapix\nruntime: python\nmain: {root}\n")
     for stack in ("prod", "dev"):
         document = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text())
-        document["config"]["makapix:host"] = {"ssh_host": "10.0.0.5"}
+        document["config"]["makapix:host"] = {"ssh_host": "10.0.0.5", "ssh_known_hosts": KNOWN_HOSTS}
         document["config"]["makapix:host_ssh_private_key"] = {"secure": "v1:the-same-ciphertext"}
         (tmp_path / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(document))
     recorded = {
@@ -79,3 +80,43 @@ def test_one_deploy_key_for_both_stacks_is_no_collision_and_reaches_only_the_ssh
         assert "placeholder-for-makapix-host_ssh_private_key" not in json.dumps(
             container.plain_inputs(), default=str
         )
+
+
+def test_the_remote_connection_accepts_only_the_pinned_host_key(tmp_path: Path) -> None:
+    from tools.desired_state import render
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "Pulumi.yaml").write_text(f"name: makapix\nruntime: python\nmain: {root}\n")
+    document = yaml.safe_load((root / "Pulumi.prod.yaml").read_text())
+    document["config"]["makapix:host"] = {"ssh_host": "10.0.0.5", "ssh_known_hosts": KNOWN_HOSTS}
+    document["config"]["makapix:host_ssh_private_key"] = {"secure": "v1:key"}
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(document))
+    recorded = {
+        stack: json.loads((root / "stack_references" / f"{stack}.json").read_text())
+        for stack in ("prod", "dev")
+    }
+    prod = render("prod", tmp_path, references=recorded)
+    commands = prod.of_type("command:remote:Command")
+    assert commands
+    for command in commands:
+        assert command.plain_inputs()["connection"]["hostKey"] == KNOWN_HOSTS.split(" ", 1)[1]
+
+
+def test_ssh_understands_the_pinning_options() -> None:
+    """The options given to the Docker provider are valid for this OpenSSH (KnownHostsCommand: 8.5+)."""
+    import shutil
+
+    from components.known_hosts import parse_known_hosts_line, ssh_pinning_options
+
+    if shutil.which("ssh") is None:
+        pytest.skip("no ssh client here")
+    key = parse_known_hosts_line(f"[10.0.0.5]:2222 {KNOWN_HOSTS.split(' ', 1)[1]}", "10.0.0.5", 2222)
+    shown = subprocess.run(
+        ["ssh", "-G", *ssh_pinning_options(key), "-p", "2222", "deploy@10.0.0.5"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.lower()
+    assert "stricthostkeychecking true" in shown
+    assert f"knownhostscommand /bin/echo {key.line.lower()}" in shown
+    assert "userknownhostsfile /dev/null" in shown

@@ -238,3 +238,30 @@ def test_previous_digests_keeps_the_last_different_set():
     assert previous_digests(DEV, DEV, OLDER) == OLDER
     assert previous_digests(DEV, {}, OLDER) == OLDER
     assert previous_digests(DEV, "garbage", ["garbage"]) == {}
+
+
+def test_a_production_tag_pin_is_refused_not_replaced_by_the_promoted_digest(render_stack):
+    """Issue 15: a tag in the prod stack file was dropped and dev's digest ran in its place."""
+    with pytest.raises(RenderError) as refused:
+        render_prod(render_stack, services={"api": {"image": "ghcr.io/makapix/api:1.2.3"}})
+    message = str(refused.value)
+    assert "Pulumi.prod.yaml: makapix:services.api.image is 'ghcr.io/makapix/api:1.2.3', a tag" in message
+    assert "production runs images by digest only" in message
+    assert "repo@sha256:<64 hex digits>" in message and "remove the key" in message
+
+
+def test_a_promoted_digest_of_another_repository_is_refused(render_stack):
+    foreign = {**DEV, "web": "ghcr.io/somebody-else/web@sha256:" + "f" * 64}
+    with pytest.raises(RenderError) as refused:
+        render_prod(render_stack, dev_digests=foreign)
+    message = str(refused.value)
+    assert (
+        "makapix:services.web.image: stack 'dev' (makapix:promotion.from_stack) runs "
+        "'ghcr.io/somebody-else/web@sha256:" in message
+    )
+    assert (
+        "from repository 'ghcr.io/somebody-else/web', but this stack names repository 'ghcr.io/makapix/web'"
+        in message
+    )
+    assert "name the same repository in both stacks" in message
+    assert "services.api.image" not in message

@@ -9,6 +9,9 @@ from components.config import merge_settings, parse_environment
 from components.isolation import check_pair, find_collisions, fingerprint, secret_hash
 from tools.desired_state import RenderError
 
+# The SSH host key of the example worker host 10.8.0.5 (remote workers need it pinned).
+GPU1_KNOWN_HOSTS = "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -72,7 +75,13 @@ COLLISIONS = [
         "remote worker",
         {"environment": "production", "remote_access": {"address": "10.8.0.2"}, **NO_MQTT},
         {
-            "remote_workers": [{"name": "gpu1", "docker_host": "ssh://deploy@10.8.0.5"}],
+            "remote_workers": [
+                {
+                    "name": "gpu1",
+                    "docker_host": "ssh://deploy@10.8.0.5",
+                    "known_hosts": GPU1_KNOWN_HOSTS,
+                }
+            ],
             "remote_access": {"address": "10.8.0.1"},
             **NO_MQTT,
         },

@@ -309,7 +309,7 @@ def test_over_ssh_the_url_travels_on_stdin_not_in_the_script(tmp_path):
     stack_file = (PROJECT_DIR / "Pulumi.prod.yaml").read_text()
     (tmp_path / "Pulumi.prod.yaml").write_text(
         stack_file
-        + "  makapix:host:\n    ssh_host: 10.0.0.5\n"
+        + "  makapix:host:\n    ssh_host: 10.0.0.5\n    ssh_known_hosts: 10.0.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF\n"
         + "  makapix:host_ssh_private_key:\n    secure: v1:encrypted-key\n"
     )
     rendering = render("prod", tmp_path, references={"dev": {"image_digests": DEV}, "prod": {}})

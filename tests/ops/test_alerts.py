@@ -196,7 +196,65 @@ def threshold_cases(monitoring: dict[str, Any]) -> list[Case]:
         cases.append(
             Case("ApiLatencyP99High", {}, above=[], below=requests(100, api["domain"]), noise=slow_elsewhere)
         )
+    cases += isolation_audit_cases(monitoring)
     return cases
+
+
+def isolation_audit_cases(monitoring: dict[str, Any]) -> list[Case]:
+    """`python -m ops audit --textfile` series as node_exporter's textfile collector exposes them."""
+    scrape = {"instance": "host:9100", "job": "node"}
+    project = monitoring["project"]
+
+    def findings(count: int, name: str = project) -> list[dict[str, str]]:
+        return [
+            _series(
+                "isolation_audit_findings",
+                {**scrape, "project": name, "kind": "shared-network"},
+                _gauge(count),
+            ),
+            _series("isolation_audit_findings", {**scrape, "project": name, "kind": "shared-secret"}, "0x30"),
+        ]
+
+    def audit_ran(up: int, seconds_ago: int) -> list[dict[str, str]]:
+        # promtool's clock starts at 0; the timestamp series follows it (minus the age of the last run).
+        return [
+            _series("isolation_audit_up", scrape, _gauge(up)),
+            _series("isolation_audit_last_run_timestamp_seconds", scrape, f"{-seconds_ago}+60x{STEPS}"),
+        ]
+
+    noise = findings(5, name="someone-else")
+    if monitoring["environment"] != "production":
+        # Host-wide: only production's rule file alerts, so a finding never alerts twice.
+        return [Case("IsolationAuditFinding", {}, above=[], below=findings(3), noise=noise)]
+    labels = {"environment": "production"}
+    stale = 3600
+    return [
+        Case(
+            "IsolationAuditFinding",
+            {**labels, "severity": "critical", "project": project, "kind": "shared-network"},
+            above=findings(1),
+            below=findings(0),
+            noise=noise,
+        ),
+        Case(
+            "IsolationAuditNotRunning",
+            {**labels, "severity": "warning"},
+            above=audit_ran(0, 60),
+            below=audit_ran(1, 60),
+        ),
+        Case(
+            "IsolationAuditNotRunning",
+            {**labels, "severity": "warning"},
+            above=audit_ran(1, stale + 120),
+            below=audit_ran(1, stale - 120),
+        ),
+        Case(
+            "IsolationAuditNotRunning",
+            {**labels, "severity": "warning"},
+            above=[{"series": "other_metric", "values": "1x30"}],
+            below=audit_ran(1, 0),
+        ),
+    ]
 
 
 def promtool_tests(rule_file: str, cases: list[Case], *, sabotage: bool = False) -> dict[str, Any]:
@@ -260,7 +318,8 @@ def test_promtool_check_rules_accepts_the_generated_file(monitoring: dict[str, A
     rule_file, _ = write_rules_and_tests(tmp_path, monitoring)
     checked = run_promtool("check", "rules", str(rule_file))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    alerts = len(monitoring["containers"]) * 3 + 2 + (monitoring["environment"] == "production")
+    # Per container 3; database and vault; production: latency and the two isolation audit alerts.
+    alerts = len(monitoring["containers"]) * 3 + 2 + 3 * (monitoring["environment"] == "production")
     assert f"SUCCESS: {alerts} rules found" in checked.stdout
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -416,3 +418,152 @@ def test_cli_refuses_without_database_url(tmp_path: Path) -> None:
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_a_backup_directory_that_cannot_be_created_is_named_with_what_to_do(
+    database: str, postgres_bin_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 15: the error was a bare "[Errno 20] Not a directory: ..."."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    with pytest.raises(OpsError) as raised:
+        backup_database(database, blocker / "backups", pg_bin=postgres_bin_dir)
+    message = str(raised.value)
+    assert f"--dir {blocker / 'backups'}: cannot create the backup directory (Not a directory)" in message
+    assert "pass another --dir (release.backup_dir in the stack file); no backup was written" in message
+    with pytest.raises(OpsError, match=r"--dir .*a-file: exists and is not a directory"):
+        backup_database(database, blocker, pg_bin=postgres_bin_dir)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (
+            "postgres//owner:Hunter2pw@db/makapix",
+            "it is not a PostgreSQL URL; write it as postgresql://USER:",
+        ),
+        ("postgresql://owner:Hunter2pw@db:54x2/makapix", "its port '54x2' is not a number from 1 to 65535"),
+        ("postgresql://owner:Hunter2pw@db:70000/makapix", "its port '70000' is not a number from 1 to 65535"),
+    ],
+    ids=["not-a-url", "port-not-a-number", "port-out-of-range"],
+)
+def test_a_malformed_url_is_refused_in_our_words_without_the_password(
+    tmp_path: Path, url: str, problem: str
+) -> None:
+    """Issue 15: libpq's wording ("missing \"=\" after ...") named neither the variable nor the fix."""
+    run = subprocess.run(
+        [sys.executable, "-m", "ops", "backup", "--dir", str(tmp_path / "b"), "--wait", "5"],
+        env={**os.environ, "OPS_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert f"OPS_DATABASE_URL: the database URL is malformed: {problem}" in run.stderr
+    assert "Hunter2pw" not in run.stderr + run.stdout
+    assert "connection info string" not in run.stderr and "ai_socktype" not in run.stderr
+    assert not (tmp_path / "b").exists()
+
+
+# --- an interrupted backup leaves nothing running and nothing behind (issue 15) ------------------
+
+# A pg_dump stand-in: writes part of a dump to --file, records its pid, then hangs (a dump of a big database).
+SLOW_PG_DUMP = """#!{python}
+import os, sys, time
+target = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--file="))
+with open(target, "wb") as dump:
+    dump.write(b"PGDMP" + b"x" * 4096)
+with open(os.environ["STAND_IN_PID_FILE"], "w") as pid_file:
+    pid_file.write(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def _partials(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".pgdump.partial"))
+
+
+@pytest.fixture
+def slow_pg_bin(tmp_path: Path) -> Path:
+    directory = tmp_path / "slow-bin"
+    directory.mkdir()
+    program = directory / "pg_dump"
+    program.write_text(SLOW_PG_DUMP.format(python=sys.executable))
+    program.chmod(0o755)
+    return directory
+
+
+def _start_backup(database: str, backups: Path, pg_bin: Path, pid_file: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ops", "backup", "--dir", str(backups), "--pg-bin", str(pg_bin), "--keep", "1"],
+        env={**os.environ, "OPS_DATABASE_URL": database, "STAND_IN_PID_FILE": str(pid_file)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_an_interrupted_backup_stops_pg_dump_and_the_next_removes_what_is_left(
+    database: str, postgres_bin_dir: Path, slow_pg_bin: Path, tmp_path: Path, stop: signal.Signals
+) -> None:
+    backups, pid_file = tmp_path / "backups", tmp_path / "pg_dump.pid"
+    backup = _start_backup(database, backups, slow_pg_bin, pid_file)
+    try:
+        assert _wait_until(lambda: pid_file.exists() and pid_file.read_text() != ""), backup.stderr
+        pg_dump = int(pid_file.read_text())
+        assert _partials(backups), "the stand-in writes its partial dump first"
+        backup.send_signal(stop)
+        backup.wait(timeout=15)
+        assert _wait_until(lambda: not _alive(pg_dump)), "pg_dump kept running after the backup died"
+    finally:
+        if backup.poll() is None:
+            backup.kill()
+            backup.wait()
+        if pid_file.exists() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    if stop == signal.SIGTERM:
+        assert backup.returncode == 1
+        assert "stopped by signal SIGTERM; no backup was written" in (backup.stderr.read() if backup.stderr else "")
+        assert _partials(backups) == [], "SIGTERM: the partial file is removed at once"
+    else:
+        assert len(_partials(backups)) == 1, "SIGKILL leaves the partial file (nothing can run)"
+    # The next backup (a real one) removes the stale partial; retention never counted it.
+    result = backup_database(database, backups, keep=1, pg_bin=postgres_bin_dir)
+    assert _partials(backups) == []
+    assert sorted(p.name for p in backups.iterdir() if not p.name.startswith(".")) == [result.backup.path.name]
+
+
+def test_a_second_backup_into_the_same_directory_waits_for_none_and_removes_nothing_of_the_first(
+    database: str, postgres_bin_dir: Path, slow_pg_bin: Path, tmp_path: Path
+) -> None:
+    backups, pid_file = tmp_path / "backups", tmp_path / "pg_dump.pid"
+    backup = _start_backup(database, backups, slow_pg_bin, pid_file)
+    try:
+        assert _wait_until(lambda: pid_file.exists() and pid_file.read_text() != "")
+        running = _partials(backups)
+        with pytest.raises(OpsError, match=r"another backup is running there .*wait for it"):
+            backup_database(database, backups, keep=1, pg_bin=postgres_bin_dir)
+        assert _partials(backups) == running, "the running backup's partial file is not a stale one"
+    finally:
+        backup.send_signal(signal.SIGTERM)
+        backup.wait(timeout=15)

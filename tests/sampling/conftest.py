@@ -12,13 +12,17 @@ target that must not fire.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import os
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 import yaml
+from psycopg import sql
 
 SCHEMA_SQL = """
 CREATE TYPE visibility AS ENUM ('public', 'unlisted', 'private');
@@ -252,3 +256,35 @@ def makapix(make_database: Callable[[], str], anonymisation_key: str) -> tuple[s
     """,
     )
     return source, target
+
+
+@pytest.fixture
+def password_login(postgres_server_url: str) -> Iterator[Callable[[str, str], str]]:
+    """``login(database_url, password)``: the URL of a role that must give the right password, ``'right'``.
+
+    The embedded test server trusts every login; this puts a scram-sha-256 line for one new role at the
+    top of its pg_hba.conf (restored afterwards), so a wrong password is refused as in production.
+    """
+    role = f"pw_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        row = conn.execute("SELECT setting FROM pg_settings WHERE name = 'hba_file'").fetchone()
+        hba = Path(str(row[0])) if row else None
+        if hba is None or not os.access(hba, os.W_OK):
+            pytest.skip("the test server's pg_hba.conf cannot be changed here (TEST_POSTGRES_URL?)")
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD 'right'").format(sql.Identifier(role)))
+        original = hba.read_text()
+        hba.write_text(f"local all {role} scram-sha-256\nhost all {role} all scram-sha-256\n" + original)
+        conn.execute("SELECT pg_reload_conf()")
+
+    def login(url: str, password: str) -> str:
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.netloc.rsplit('@', 1)[-1]}"))
+
+    try:
+        yield login
+    finally:
+        hba.write_text(original)
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_reload_conf()")
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

@@ -194,3 +194,123 @@ def test_command_line_reads_url_and_password_from_the_environment(production: tu
         timeout=60,
     )
     assert missing.returncode == 2 and "SAMPLING_OWNER_URL" in missing.stderr
+
+
+def test_a_malformed_owner_url_is_a_usage_error_naming_the_variable() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sampling", "grant-reader", "--wait", "30"],
+        env={
+            **os.environ,
+            "SAMPLING_OWNER_URL": "postgresql://owner:0wnerPw@db:port/makapix",
+            "SAMPLING_READER_PASSWORD": "reader-pw",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    assert (
+        "error: SAMPLING_OWNER_URL: the production database URL is malformed: its port 'port'"
+        in result.stderr
+    )
+    assert "0wnerPw" not in result.stderr
+
+
+# What a careless database hands to PUBLIC, i.e. to every role, the reader too (issue 15: an INSERT was
+# committed through such a grant). Each line opens one kind of write.
+PUBLIC_WRITE_GRANTS = """
+GRANT INSERT, UPDATE, DELETE, TRUNCATE ON users TO PUBLIC;
+GRANT USAGE, UPDATE ON SEQUENCE users_id_seq TO PUBLIC;
+CREATE SCHEMA open_to_all;
+GRANT CREATE, USAGE ON SCHEMA open_to_all TO PUBLIC;
+GRANT CREATE ON SCHEMA public TO PUBLIC;
+CREATE FUNCTION add_event(what text) RETURNS void LANGUAGE sql SECURITY DEFINER
+    AS 'INSERT INTO audit.events (what) VALUES (what)';
+GRANT USAGE ON SCHEMA audit TO PUBLIC;
+"""
+
+
+def test_the_reader_can_write_nothing_not_even_what_public_may(production: tuple[str, str]) -> None:
+    owner, role = production
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute(PUBLIC_WRITE_GRANTS)
+        database = conn.execute("SELECT current_database()").fetchone()
+        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO PUBLIC").format(sql.Identifier(database[0])))
+    summary = grant_reader(owner, role, "pw", ["public", "audit"])
+    revoked = "\n".join(summary.closed)
+    assert f'REVOKE CREATE, TEMPORARY ON DATABASE {database[0]} FROM PUBLIC, "{role}";' in revoked
+    assert f'REVOKE EXECUTE ON FUNCTION lo_create(oid) FROM PUBLIC, "{role}";' in revoked
+
+    writes = {
+        "insert where PUBLIC may": "INSERT INTO users (id, email) VALUES (99, 'x@example.com')",
+        "update where PUBLIC may": "UPDATE users SET email = 'x'",
+        "delete where PUBLIC may": "DELETE FROM users",
+        "truncate where PUBLIC may": "TRUNCATE users",
+        "nextval": "SELECT nextval('users_id_seq')",
+        "setval": "SELECT setval('users_id_seq', 1000)",
+        "temporary table": "CREATE TEMPORARY TABLE scratch (id int)",
+        "table in a schema open to PUBLIC": "CREATE TABLE open_to_all.mine (id int)",
+        "table in public": "CREATE TABLE public.mine (id int)",
+        "schema": "CREATE SCHEMA mine",
+        "large object": "SELECT lo_create(0)",
+        "large object, old call": "SELECT lo_creat(-1)",
+        "large object from bytes": "SELECT lo_from_bytea(0, 'data')",
+        "through a SECURITY DEFINER function": "SELECT add_event('by the reader')",
+    }
+    refused = {}
+    with psycopg.connect(as_role(owner, role), autocommit=True) as reader:
+        # default_transaction_read_only is defence in depth; the privileges must hold without it.
+        reader.execute("SET default_transaction_read_only = off")
+        for kind, statement in writes.items():
+            try:
+                reader.execute(statement)
+            except psycopg.errors.InsufficientPrivilege:
+                refused[kind] = True
+            else:
+                refused[kind] = False
+    assert [kind for kind, was_refused in refused.items() if not was_refused] == []
+    with psycopg.connect(owner) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM audit.events").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone() == (0,)
+
+
+def test_a_write_path_the_owner_cannot_close_is_refused_with_the_statements_for_a_superuser(
+    make_database: Callable[[], str], postgres_server_url: str
+) -> None:
+    """An owner that is not a superuser cannot revoke EXECUTE on lo_create from PUBLIC: refused, nothing kept."""
+    url = make_database()
+    suffix = uuid.uuid4().hex[:8]
+    owner_role, reader_role = f"owner_{suffix}", f"sampler_{suffix}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        database = conn.execute("SELECT current_database()").fetchone()
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(owner_role)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(database[0]), sql.Identifier(owner_role)
+            )
+        )
+        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(owner_role)))
+    owner = as_role(url, owner_role)
+    try:
+        with psycopg.connect(owner, autocommit=True) as conn:
+            conn.execute("CREATE TABLE users (id int PRIMARY KEY)")
+        with pytest.raises(SamplingError) as refused:
+            grant_reader(owner, reader_role, "pw", ["public"])
+        message = str(refused.value)
+        assert f"role '{reader_role}' could still write in database '{database[0]}'" in message
+        assert f'REVOKE EXECUTE ON FUNCTION lo_create(oid) FROM PUBLIC, "{reader_role}";' in message
+        assert "then run this command again" in message
+        assert "TEMPORARY" not in message, "the owner closes what it owns itself"
+        with psycopg.connect(url) as conn:
+            assert (
+                conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (reader_role,)).fetchone() is None
+            )
+    finally:
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database[0]))
+            )
+            for name in (reader_role, owner_role):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

@@ -143,3 +143,55 @@ def test_yaml_shorthand_and_file_loading(tmp_path: Path) -> None:
     assert changed.tables["users"].columns["ip"].style == "pseudonym"
     with pytest.raises(ConfigError, match=r"roots.0.fraction"):
         with_overrides(config, fraction=2.0)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            b"roots: [{table: users, fraction: 0.1}]\n# caf\xe9\n",
+            "line 2: byte 0xe9 is not UTF-8; save the file as UTF-8",
+        ),
+        (
+            b"seed: 1\nroots: [{table: users, fraction: 0.1}]\nseed: 2\n",
+            "line 3, column 1: key 'seed' appears twice in one mapping (first on line 1); keep one of them",
+        ),
+        (b"roots: [{table: users\n", "line 2, column 1: "),
+    ],
+    ids=["not-utf8", "duplicate-key", "syntax"],
+)
+def test_an_unreadable_configuration_exits_2_naming_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, expected: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_bytes(content)
+    assert main(["plan", "--config", str(config), "--source", "postgresql://x@127.0.0.1:1/db"]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert f"{config}: {expected}" in error
+    assert "Traceback" not in error
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environment", "expected"),
+    [
+        (["--source", "postgres//u:Hunter2pw@h/db"], {}, "--source: the source database URL is malformed"),
+        (
+            [],
+            {"SAMPLING_SOURCE_URL": "postgresql://u:Hunter2pw@h:5x/db"},
+            "SAMPLING_SOURCE_URL: the source database URL is malformed: its port '5x'",
+        ),
+    ],
+    ids=["option", "variable"],
+)
+def test_a_malformed_url_names_its_setting_not_libpq(
+    tmp_path: Path, arguments: list[str], environment: dict[str, str], expected: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("roots: [{table: users, fraction: 0.1}]\n", encoding="utf-8")
+    result = cli(["plan", "--config", str(config), *arguments], env=environment)
+    assert result.returncode == 2
+    error = " ".join(result.stderr.split())
+    assert expected in error
+    assert "postgresql://USER:PASSWORD@HOST:PORT/DATABASE" in error
+    assert "Hunter2pw" not in result.stderr + result.stdout
+    assert "connection info string" not in error and "ai_socktype" not in error

@@ -14,6 +14,7 @@ by hand from DATA_SQL:
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -163,9 +164,9 @@ def test_plan_writes_nothing_and_shows_growth(
     tables = result.to_json()["tables"]
     assert tables["public.users"] == {"mode": "sample", "selected": 2, "parents_first_level": 2}
     assert tables["public.posts"]["selected"] == 2
-    assert (
-        tables["public.posts"]["parents_first_level"] == 3
-    )  # 102 (comment 2, item 1) and 103 counted per link
+    # Only post 102 is missing at the first level; three links reference it (comment 2, reaction
+    # (102, 1), playlist item 1): a row counts once, not once per foreign key (it used to count 3).
+    assert tables["public.posts"]["parents_first_level"] == 1
     assert tables["public.comments"] == {"mode": "sample", "selected": 3, "parents_first_level": 1}
     assert result.unreached == [] and result.sensitive_without_rule == []
     assert ids(rows, target, "SELECT id FROM users") == [99]  # untouched
@@ -364,3 +365,499 @@ def test_cap_keeps_at_most_n_rows_per_group_deterministically(
     first = rows(target, "SELECT id FROM view_events ORDER BY 1")
     run(parse_config(makapix_config), source, target)
     assert rows(target, "SELECT id FROM view_events ORDER BY 1") == first
+
+
+# --- Sequences (issue 13: defects 1 and 2) ---------------------------------------------------------
+
+CUSTOMER_SQL = """
+CREATE SEQUENCE s;
+CREATE TABLE customer (customer_id int DEFAULT nextval('s') PRIMARY KEY, handle text);
+"""
+
+
+def test_a_sequence_only_used_by_a_default_is_moved_past_the_copied_values(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    """The film-rental shape: the sequence is not OWNED BY the column; the first insert must not collide."""
+    source, target = make_database(), make_database()
+    execute(
+        source, CUSTOMER_SQL + "INSERT INTO customer (handle) SELECT 'h' || g FROM generate_series(1, 3) g;"
+    )
+    execute(target, CUSTOMER_SQL)
+    config = parse_config({"roots": [{"table": "customer", "fraction": 1.0}]})
+    run(config, source, target)
+    assert verify(config, source, target).checked_sequences == 1
+    execute(target, "INSERT INTO customer (handle) VALUES ('x')")  # duplicate key before the fix
+    assert rows(target, "SELECT customer_id FROM customer WHERE handle = 'x'") == [(4,)]
+
+
+def test_verify_names_a_default_sequence_behind_its_column(
+    make_database: Callable[[], str], execute: Callable[[str, str], None]
+) -> None:
+    source, target = make_database(), make_database()
+    execute(
+        source, CUSTOMER_SQL + "INSERT INTO customer (handle) SELECT 'h' || g FROM generate_series(1, 3) g;"
+    )
+    execute(target, CUSTOMER_SQL)
+    config = parse_config({"roots": [{"table": "customer", "fraction": 1.0}]})
+    run(config, source, target)
+    execute(target, "ALTER SEQUENCE s RESTART WITH 1")  # what the sampler left before the fix
+    report = verify(config, source, target)
+    assert report.problems == [
+        "sequence public.s would hand out 1, a value public.customer.customer_id already hold (up to 3); "
+        "run the sampler again, or ALTER SEQUENCE public.s RESTART WITH 4"
+    ]
+
+
+def test_a_shared_sequence_goes_past_every_column_that_uses_it(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    schema = """
+    CREATE SEQUENCE shared;
+    CREATE TABLE a (id int DEFAULT nextval('shared') PRIMARY KEY);
+    CREATE TABLE b (id int DEFAULT nextval('shared') PRIMARY KEY, a_id int REFERENCES a);
+    """
+    source, target = make_database(), make_database()
+    execute(source, schema + "INSERT INTO a VALUES (1), (2); INSERT INTO b VALUES (40, 1);")
+    execute(target, schema)
+    config = parse_config({"roots": [{"table": "a", "fraction": 1.0}]})
+    run(config, source, target)
+    assert rows(target, "SELECT nextval('shared')") == [(41,)]
+
+
+def test_a_descending_sequence_goes_below_the_smallest_value(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    schema = """
+    CREATE SEQUENCE down INCREMENT BY -1 MAXVALUE -1 START WITH -1;
+    CREATE TABLE t (id int DEFAULT nextval('down') PRIMARY KEY);
+    """
+    source, target = make_database(), make_database()
+    execute(source, schema + "INSERT INTO t SELECT FROM generate_series(1, 3);")
+    execute(target, schema)
+    config = parse_config({"roots": [{"table": "t", "fraction": 1.0}]})
+    run(config, source, target)
+    assert verify(config, source, target).ok
+    assert rows(target, "SELECT nextval('down')") == [(-4,)]
+
+
+def test_a_sequence_inside_a_text_default_is_left_alone(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    """Every run and verify failed: invalid input syntax for type bigint: "INV-2" (max(number)::bigint)."""
+    schema = """
+    CREATE SEQUENCE inv;
+    CREATE TABLE invoice (id serial PRIMARY KEY, number text NOT NULL DEFAULT 'INV-' || nextval('inv'));
+    """
+    source, target = make_database(), make_database()
+    execute(source, schema + "INSERT INTO invoice DEFAULT VALUES; INSERT INTO invoice DEFAULT VALUES;")
+    execute(target, schema)
+    config = parse_config({"roots": [{"table": "invoice", "fraction": 1.0}]})
+    run(config, source, target)
+    report = verify(config, source, target)
+    assert report.ok and report.checked_sequences == 1  # invoice_id_seq; inv fills no integer column
+    assert rows(target, "SELECT nextval('invoice_id_seq'), nextval('inv')") == [(3, 1)]
+
+
+def test_a_sequence_shared_with_a_table_outside_the_configuration_goes_past_its_values(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    """A development-only table and a table of another schema draw from the sampled table's sequence."""
+    schema = """
+    CREATE SEQUENCE shared;
+    CREATE TABLE a (id int DEFAULT nextval('shared') PRIMARY KEY);
+    """
+    outside = """
+    CREATE TABLE dev_only (id bigint DEFAULT nextval('shared') PRIMARY KEY);
+    CREATE SCHEMA extra; CREATE TABLE extra.b (n int DEFAULT nextval('public.shared'));
+    INSERT INTO dev_only VALUES (70); INSERT INTO extra.b VALUES (90);
+    """
+    source, target = make_database(), make_database()
+    execute(source, schema + "INSERT INTO a VALUES (1), (2);")
+    execute(target, schema + outside)
+    config = parse_config({"roots": [{"table": "a", "fraction": 1.0}]})
+    run(config, source, target)
+    assert rows(target, "SELECT nextval('shared')") == [(91,)]  # was 3: only table a was looked at
+    execute(target, "ALTER SEQUENCE shared RESTART WITH 80")
+    assert verify(config, source, target).problems == [
+        "sequence public.shared would hand out 80, a value extra.b.n, public.a.id, public.dev_only.id already "
+        "hold (up to 90); run the sampler again, or ALTER SEQUENCE public.shared RESTART WITH 91"
+    ]
+
+
+def _sequence_state(rows: Rows, url: str) -> list[tuple[Any, ...]]:
+    return rows(
+        url,
+        "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1",
+    )
+
+
+def test_an_exact_plan_leaves_every_sequence_where_it_was(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    """Repro: run, then plan --exact with another sample, then verify (setval survived the rollback)."""
+    source, target = makapix
+    makapix_config["roots"] = [{"table": "users", "fraction": 1.0}]
+    config = parse_config(makapix_config)
+    run(config, source, target)
+    before = _sequence_state(rows, target)
+    makapix_config["roots"] = [{"table": "users", "fraction": 1.0, "where": "id = 1"}]
+    plan(parse_config(makapix_config), source, target, exact=True)
+    assert _sequence_state(rows, target) == before
+    assert verify(config, source, target).ok
+
+
+def test_a_run_that_fails_after_the_sequence_reset_leaves_sequences_unchanged(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if killed during ANALYZE, just before COMMIT."""
+    from sampling import engine
+
+    source, target = makapix
+    before = _sequence_state(rows, target)
+
+    def fail(_loader: object) -> None:
+        raise SamplingError("killed during ANALYZE")
+
+    monkeypatch.setattr(engine._Loader, "analyze", fail)
+    with pytest.raises(SamplingError, match="killed during ANALYZE"):
+        run(parse_config(makapix_config), source, target)
+    assert _sequence_state(rows, target) == before
+
+
+# --- Classic inheritance, extension tables, plan's parent count (issue 13: defects 3, 8, 9) --------
+
+INHERITANCE_SQL = """
+CREATE TABLE payment (payment_id int PRIMARY KEY, amount numeric NOT NULL);
+CREATE TABLE payment_2007 () INHERITS (payment);
+CREATE TABLE payment_2008 () INHERITS (payment);
+"""
+
+
+def test_inherited_tables_are_read_and_emptied_without_their_children(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    source, target = make_database(), make_database()
+    execute(
+        source,
+        INHERITANCE_SQL
+        + "INSERT INTO payment VALUES (1, 1), (2, 2); INSERT INTO payment_2007 VALUES (3, 3), (4, 4);"
+        + "INSERT INTO payment_2008 VALUES (5, 5);",
+    )
+    execute(target, INHERITANCE_SQL + "INSERT INTO payment_2008 VALUES (80, 80);")  # dev's own rows
+    config = parse_config(
+        {
+            "roots": [{"table": "payment", "fraction": 1.0}, {"table": "payment_2007", "fraction": 1.0}],
+            "tables": {"payment_2008": {"copy": "none"}},
+        }
+    )
+    assert plan(config, source).tables["public.payment"].selected == 2
+    run(config, source, target)
+    assert ids(rows, target, "SELECT payment_id FROM ONLY payment ORDER BY 1") == [1, 2]
+    assert ids(rows, target, "SELECT payment_id FROM ONLY payment_2007 ORDER BY 1") == [3, 4]
+    assert ids(rows, target, "SELECT payment_id FROM payment_2008") == [80]  # copy: none, untouched
+    assert verify(config, source, target).ok
+
+
+def test_verify_finds_inherited_rows_duplicated_in_the_parent(
+    make_database: Callable[[], str], execute: Callable[[str, str], None]
+) -> None:
+    source, target = make_database(), make_database()
+    execute(source, INHERITANCE_SQL + "INSERT INTO payment_2007 VALUES (3, 3), (4, 4);")
+    execute(target, INHERITANCE_SQL)
+    config = parse_config(
+        {
+            "roots": [{"table": "payment", "fraction": 1.0}, {"table": "payment_2007", "fraction": 1.0}],
+            "tables": {"payment_2008": {"copy": "none"}},
+        }
+    )
+    run(config, source, target)
+    execute(target, "INSERT INTO payment SELECT * FROM payment_2007")  # what a read without ONLY loaded
+    assert verify(config, source, target).problems == [
+        "public.payment: 2 rows are also rows of its inheritance child public.payment_2007 or of its "
+        "descendants (the parent was read without ONLY); run the sampler again"
+    ]
+
+
+def test_verify_compares_whole_rows_with_every_descendant_of_an_inherited_parent(
+    make_database: Callable[[], str], execute: Callable[[str, str], None]
+) -> None:
+    """Compared by key, development's own rows in a copy: none child were reported as duplicates; read
+    with ONLY, a grandchild's rows copied into the top parent were not."""
+    schema = INHERITANCE_SQL + "CREATE TABLE payment_2008_q1 () INHERITS (payment_2008);"
+    source, target = make_database(), make_database()
+    execute(source, schema + "INSERT INTO payment VALUES (1, 1); INSERT INTO payment_2007 VALUES (3, 3);")
+    execute(
+        target,
+        schema
+        + "INSERT INTO payment_2008 VALUES (1, 80); INSERT INTO payment_2008_q1 VALUES (9, 90), (10, 100);",
+    )
+    config = parse_config(
+        {
+            "roots": [{"table": "payment", "fraction": 1.0}, {"table": "payment_2007", "fraction": 1.0}],
+            "tables": {"payment_2008": {"copy": "none"}, "payment_2008_q1": {"copy": "none"}},
+        }
+    )
+    run(config, source, target)
+    report = verify(config, source, target)
+    assert report.ok, report.problems  # payment (1, 1) and development's payment_2008 (1, 80) differ
+    execute(target, "INSERT INTO payment SELECT * FROM payment_2008_q1")
+    assert verify(config, source, target).problems == [
+        "public.payment: 2 rows are also rows of its inheritance child public.payment_2008 or of its "
+        "descendants (the parent was read without ONLY); run the sampler again"
+    ]
+
+
+def test_tables_that_belong_to_an_extension_are_not_application_tables(
+    make_database: Callable[[], str], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    """Like PostGIS's spatial_ref_sys: pg_depend marks it as a member of the extension."""
+    schema = """
+    CREATE TABLE spatial_ref_sys (srid int PRIMARY KEY, auth_name text);
+    ALTER EXTENSION plpgsql ADD TABLE spatial_ref_sys;
+    CREATE TABLE place (id int PRIMARY KEY, name text);
+    """
+    source, target = make_database(), make_database()
+    execute(
+        source,
+        schema + "INSERT INTO place VALUES (1, 'a'); INSERT INTO spatial_ref_sys VALUES (4326, 'EPSG');",
+    )
+    execute(target, schema + "INSERT INTO spatial_ref_sys VALUES (4326, 'EPSG');")
+    config = parse_config({"roots": [{"table": "place", "fraction": 1.0}]})
+    result = plan(config, source, target)
+    assert result.unreached == [] and list(result.tables) == ["public.place"]
+    run(config, source, target)
+    assert rows(target, "SELECT srid FROM spatial_ref_sys") == [(4326,)]
+    with pytest.raises(ConfigError, match="no table 'spatial_ref_sys'"):
+        plan(parse_config({"roots": [{"table": "spatial_ref_sys", "fraction": 1.0}]}), source)
+
+
+# --- The personal-data guard (issue 13: defect 7) --------------------------------------------------
+
+GUARD_SQL = """
+CREATE TABLE users (username text PRIMARY KEY, email text UNIQUE, id_card uuid UNIQUE);
+CREATE TABLE posts (id int PRIMARY KEY, author text REFERENCES users, author_email text REFERENCES users (email),
+                    card uuid REFERENCES users (id_card));
+CREATE TABLE address (address_id int PRIMARY KEY, phone bigint, phone_verified boolean, phone_id int);
+CREATE TABLE customer (id int PRIMARY KEY, address_id int REFERENCES address, date_of_birth date,
+                       dob text, tax_id numeric, created_at timestamptz);
+"""
+
+
+def test_text_keys_and_strong_personal_names_need_a_decision_whatever_their_type(
+    make_database: Callable[[], str], execute: Callable[[str, str], None]
+) -> None:
+    """A text key with a personal name passed silently once keys were exempt whatever their type."""
+    source, target = make_database(), make_database()
+    execute(source, GUARD_SQL)
+    execute(target, GUARD_SQL)
+    bare = {"roots": [{"table": "posts", "fraction": 1.0}, {"table": "customer", "fraction": 1.0}]}
+    assert plan(parse_config(bare), source).sensitive_without_rule == [
+        "address.phone",  # a number, but a phone number
+        "customer.date_of_birth",
+        "customer.dob",
+        "customer.tax_id",
+        "posts.author_email",
+        "users.username",
+        "users.email",
+    ]
+    with pytest.raises(
+        ConfigError, match=r"tables.users.columns.username: 'username' is part of a foreign key"
+    ):
+        plan(
+            parse_config({**bare, "tables": {"users": {"columns": {"username": {"rule": "pseudonym"}}}}}),
+            source,
+        )
+    decided = {
+        **bare,
+        "tables": {
+            "users": {"columns": {"username": "keep", "email": "keep"}},
+            "posts": {"columns": {"author_email": "keep"}},
+            "address": {"columns": {"phone": {"rule": "null"}}},
+            "customer": {"columns": {c: {"rule": "null"} for c in ("date_of_birth", "dob", "tax_id")}},
+        },
+    }
+    assert plan(parse_config(decided), source, target).sensitive_without_rule == []
+
+
+# --- Locks (issue 13: defect 5) --------------------------------------------------------------------
+
+
+def test_a_session_holding_a_lock_stops_the_run_with_its_name_and_how_to_retry(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    """A developer's open transaction on a table the run empties made the run wait forever at TRUNCATE."""
+    source, target = makapix
+    makapix_config["lock_timeout"] = "1s"
+    with psycopg.connect(target, application_name="dev-shell") as developer:
+        developer.execute("SELECT count(*) FROM posts")  # idle in transaction, holding ACCESS SHARE
+        pid = developer.info.backend_pid
+        started = time.monotonic()
+        with pytest.raises(SamplingError) as stopped:
+            run(parse_config(makapix_config), source, target)
+        assert time.monotonic() - started < 20
+    message = str(stopped.value)
+    assert "the target database did not grant a lock within lock_timeout 1s" in message
+    assert f"pid {pid} (application_name 'dev-shell', state 'idle in transaction'" in message
+    assert f"SELECT pg_terminate_backend({pid})" in message and "then run again" in message
+    assert ids(rows, target, "SELECT id FROM users") == [99]  # nothing changed
+
+
+def test_lock_timeout_must_be_a_duration(makapix_config: dict[str, Any]) -> None:
+    makapix_config["lock_timeout"] = "forever"
+    with pytest.raises(ConfigError, match=r"lock_timeout: Value error, must look like '30s'"):
+        parse_config(makapix_config, "cfg.yaml")
+
+
+# --- Tables outside the sample that reference it (issue 13: defect 4) ------------------------------
+
+# A development-only table (a migration ahead of production) with a table referencing it in turn,
+# and a table in a schema the configuration leaves out; both reference sampled users.
+OUTSIDE_SQL = """
+CREATE TABLE dev_notes (id int PRIMARY KEY, user_id bigint NOT NULL REFERENCES users);
+CREATE TABLE dev_note_tags (note_id int NOT NULL REFERENCES dev_notes, tag text);
+INSERT INTO dev_notes VALUES (1, 1), (2, 99);
+INSERT INTO dev_note_tags VALUES (1, 'kept'), (2, 'on a note of a user the sample replaces');
+"""
+EXTRA_SCHEMA_SQL = "CREATE SCHEMA extra; CREATE TABLE extra.likes (user_id bigint REFERENCES public.users);"
+
+
+@pytest.fixture
+def outside(makapix: tuple[str, str], execute: Callable[[str, str], None]) -> tuple[str, str]:
+    source, target = makapix
+    execute(source, EXTRA_SCHEMA_SQL + "INSERT INTO extra.likes VALUES (1);")
+    execute(
+        target,
+        "SET session_replication_role = replica;"
+        + OUTSIDE_SQL
+        + EXTRA_SCHEMA_SQL
+        + "INSERT INTO extra.likes VALUES (2), (99);",
+    )
+    return source, target
+
+
+OUTSIDE_LINKS = [
+    "extra.likes(user_id) -> public.users(id)",
+    "public.dev_note_tags(note_id) -> public.dev_notes(id)",
+    "public.dev_notes(user_id) -> public.users(id)",
+]
+
+
+def test_plan_names_the_tables_outside_the_sample_that_reference_it(
+    outside: tuple[str, str], makapix_config: dict[str, Any]
+) -> None:
+    source, target = outside
+    config = parse_config(makapix_config)
+    assert plan(config, source, target).outside_references == OUTSIDE_LINKS
+    # Without a target, the source's tables outside the configured schemas.
+    assert plan(config, source).outside_references == ["extra.likes(user_id) -> public.users(id)"]
+
+
+def test_outside_rows_whose_references_still_resolve_are_kept_the_others_pruned(
+    outside: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    """The default rule, prune; it used to fail at TRUNCATE ("cannot truncate a table referenced ...")."""
+    source, target = outside
+    config = parse_config(makapix_config)
+    summary = run(config, source, target)
+    assert rows(target, "SELECT id, user_id FROM dev_notes") == [(1, 1)]
+    assert rows(target, "SELECT tag FROM dev_note_tags") == [("kept",)]  # cascaded to the second level
+    assert rows(target, "SELECT user_id FROM extra.likes") == [(2,)]
+    assert summary.outside_pruned == {"extra.likes": 1, "public.dev_notes": 1, "public.dev_note_tags": 1}
+    report = verify(config, source, target)
+    assert report.ok, report.problems
+    assert summary.tables["public.users"].rows == 5  # the sample itself is the same as with TRUNCATE
+
+
+def test_outside_tables_can_be_emptied_or_refused(
+    outside: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    source, target = outside
+    with pytest.raises(SamplingError, match=r"outside_references: prune .* or empty") as refused:
+        run(parse_config({**makapix_config, "outside_references": "refuse"}), source, target)
+    assert all(link in str(refused.value) for link in OUTSIDE_LINKS)
+    assert rows(target, "SELECT count(*) FROM dev_notes") == [(2,)]
+
+    summary = run(parse_config({**makapix_config, "outside_references": "empty"}), source, target)
+    assert summary.outside_emptied == ["extra.likes", "public.dev_note_tags", "public.dev_notes"]
+    for table in ("dev_notes", "dev_note_tags", "extra.likes"):
+        assert rows(target, f"SELECT count(*) FROM {table}") == [(0,)]
+    assert verify(parse_config(makapix_config), source, target).ok
+
+
+def _run_blocked_by(target: str, hold: str, run_it: Callable[[], object]) -> tuple[int, str]:
+    """Run ``run_it`` while a development session holds what ``hold`` locks; (its pid, the error)."""
+    with psycopg.connect(target, application_name="dev-shell") as developer:
+        developer.execute(hold)  # type: ignore[arg-type]  # idle in transaction, keeping its locks
+        with pytest.raises(SamplingError) as stopped:
+            run_it()
+        return developer.info.backend_pid, str(stopped.value)
+
+
+def test_a_lock_held_on_an_outside_table_the_run_empties_names_its_session(
+    outside: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    """The lock was not on a replaced table's name, so the error said "none left" and named no one."""
+    source, target = outside
+    config = parse_config({**makapix_config, "outside_references": "empty", "lock_timeout": "1s"})
+    pid, message = _run_blocked_by(
+        target, "SELECT count(*) FROM dev_note_tags", lambda: run(config, source, target)
+    )
+    assert f"pid {pid} (application_name 'dev-shell', state 'idle in transaction'" in message
+    assert f"SELECT pg_terminate_backend({pid})" in message and "none left" not in message
+    assert rows(target, "SELECT count(*) FROM dev_note_tags") == [(2,)]
+
+
+def test_a_lock_held_on_a_sequence_the_run_restarts_names_its_session(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], rows: Rows
+) -> None:
+    source, target = makapix
+    config = parse_config({**makapix_config, "lock_timeout": "1s"})
+    hold = "SELECT nextval('comments_id_seq')"  # ROW EXCLUSIVE on the sequence; ALTER SEQUENCE waits
+    pid, message = _run_blocked_by(target, hold, lambda: run(config, source, target))
+    assert f"pid {pid} (application_name 'dev-shell', state 'idle in transaction'" in message
+    assert "the target database did not grant a lock within lock_timeout 1s" in message
+    assert ids(rows, target, "SELECT id FROM users") == [99]  # nothing changed
+
+
+def test_verify_finds_an_outside_row_that_dangles(
+    outside: tuple[str, str], makapix_config: dict[str, Any], execute: Callable[[str, str], None]
+) -> None:
+    source, target = outside
+    config = parse_config(makapix_config)
+    run(config, source, target)
+    execute(target, "SET session_replication_role = replica; INSERT INTO dev_notes VALUES (3, 4242);")
+    assert verify(config, source, target).problems == [
+        "public.dev_notes(user_id) -> public.users(id) (dev_notes_user_id_fkey, a table outside the sample): "
+        "1 rows reference missing rows"
+    ]
+
+
+def test_a_source_role_without_select_is_told_so_not_invalid_sql(
+    makapix: tuple[str, str], makapix_config: dict[str, Any], execute: Callable[[str, str], None], rows: Rows
+) -> None:
+    """Issue 15: a permission problem on the source was reported as "not valid SQL"."""
+    import uuid
+
+    from psycopg.conninfo import make_conninfo
+
+    source, target = makapix
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    execute(source, f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+    try:
+        for schema in ("public", "audit"):
+            execute(source, f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+            execute(source, f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+        execute(source, f"REVOKE SELECT ON users FROM {role}")
+        limited = make_conninfo(source, user=role, password=f"pw-{role}")
+        with pytest.raises(SamplingError) as refused:
+            run(parse_config(makapix_config), limited, target)
+        message = str(refused.value)
+        assert f"the source role '{role}' may not read what the selection of table" in message
+        assert "permission denied for table users" in message
+        assert f"grant-reader --role {role}" in message
+        assert "not valid SQL" not in message
+        assert rows(target, "SELECT id FROM users") == [(99,)]
+    finally:
+        execute(source, f"DROP OWNED BY {role}")
+        execute(source, f"DROP ROLE {role}")

@@ -94,9 +94,16 @@ def test_stopping_the_sampler_ends_its_statement_on_the_source(
         cwd=Path(__file__).parents[2],
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not _source_statement(rows, postgres_server_url, database):
+        deadline = time.monotonic() + 90
+        while (
+            time.monotonic() < deadline
+            and process.poll() is None
+            and not _source_statement(rows, postgres_server_url, database)
+        ):
             time.sleep(0.2)
+        if process.poll() is not None:
+            assert process.stderr is not None
+            pytest.fail(f"the run ended before its selection started: {process.stderr.read().decode()}")
         assert _source_statement(rows, postgres_server_url, database), "the selection never started"
         process.send_signal(stop)
         process.wait(timeout=30)

@@ -296,3 +296,30 @@ def test_clippyfront_dev_samples_opt_into_dev_in_one_database_and_copies_no_file
     assert rows(database, "SELECT count(*) FROM dev_team_invitations") == [(0,)]
     # No per-row file layout: nothing copied, nothing pruned from development's instance directory.
     assert (development_instance / "uploads/dev-only.mp4").read_bytes() == b"a development upload"
+
+
+@pytest.mark.parametrize(
+    ("variable", "url", "expected"),
+    [
+        (
+            "SAMPLING_TARGET_URL",
+            "postgresql://dev:Pw0fDev@127.0.0.1:5543x/makapix_dev",
+            "the development database",
+        ),
+        ("SAMPLING_SOURCE_URL", "postgres//reader:Pw0fTheReader@db/makapix", "the production database"),
+    ],
+    ids=["target", "source"],
+)
+def test_a_malformed_url_exits_2_at_once_naming_its_variable(
+    sample_config: Path, variable: str, url: str, expected: str
+) -> None:
+    """Issue 15: a malformed URL was retried for --target-wait seconds, then reported in libpq's words."""
+    environment = {
+        "SAMPLING_SOURCE_URL": "postgresql://reader@127.0.0.1:1/makapix",
+        "SAMPLING_TARGET_URL": "postgresql://dev@127.0.0.1:1/makapix_dev",
+        variable: url,
+    }
+    result = run_declared(f"{sys.executable} -m sampling stack-run --config {sample_config}", environment)
+    assert result.returncode == 2, result.stderr
+    assert f"error: {variable}: {expected} URL is malformed" in result.stderr
+    assert "Pw0f" not in result.stderr + result.stdout

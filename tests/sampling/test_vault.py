@@ -488,3 +488,47 @@ def test_error_messages_lose_the_password_wherever_it_appears() -> None:
     masked = vault.mask_secret_in(message, url)
     assert "p%40ss-w0rd" not in masked and "p@ss-w0rd" not in masked
     assert "postgresql://sampler:***@db.internal:5433/dev" in masked
+
+
+@pytest.mark.parametrize("template", ["/etc/{storage_key}", "{storage_shard}/../../{storage_key}.{format}"])
+def test_a_template_leading_out_of_the_vault_is_blamed_on_the_template(
+    posts_url: str, vaults: SimpleNamespace, template: str
+) -> None:
+    """Issue 15: the template's own '..' or leading '/' was blamed on the first database row."""
+    with pytest.raises(TemplateError) as refused:
+        sync_vault(posts_url, vaults.source, vaults.target, template=template)
+    message = str(refused.value)
+    assert f"path template {template!r} itself leads out of the vault" in message
+    assert "fix --template (sampling.vault.template in the sampling configuration)" in message
+    assert "row" not in message
+    assert not vaults.target.exists()
+
+
+def test_a_database_error_names_the_database_and_the_setting(
+    vaults: SimpleNamespace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(vault.TARGET_URL_ENV, "postgresql://sampler:s3cr3t-pw@127.0.0.1:1/makapix_dev")
+    code = vault.main(["--source-vault", str(vaults.source), "--target-vault", str(vaults.target)])
+    assert code == 1
+    error = " ".join(capsys.readouterr().err.split())
+    assert (
+        "error: reading table 'posts' of the development database postgresql://sampler:***@127.0.0.1:1/makapix_dev "
+        f"(from {vault.TARGET_URL_ENV}) failed:" in error
+    )
+    assert f"check {vault.TARGET_URL_ENV}, that the database is running" in error
+    assert "s3cr3t-pw" not in error
+
+
+def test_a_malformed_database_url_is_a_usage_error_naming_the_setting(
+    vaults: SimpleNamespace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "postgres//sampler:s3cr3t-pw@db/makapix_dev"
+    code = vault.main(
+        ["--target-db", url, "--source-vault", str(vaults.source), "--target-vault", str(vaults.target)]
+    )
+    assert code == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert (
+        "error: --target-db: the development database URL is malformed: it is not a PostgreSQL URL" in error
+    )
+    assert "s3cr3t-pw" not in error

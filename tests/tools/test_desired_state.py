@@ -1,6 +1,8 @@
 """The desired-state render: stable snapshots that a pull request diffs, and a harness that can fail."""
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +122,123 @@ def test_a_program_error_is_reported(tmp_path):
         render("x", tmp_path)
     with pytest.raises(RenderError, match="no such stack file"):
         render("missing", tmp_path)
+
+
+# --- bad input: exit 2 with the file, the line and what to do (issue 15) -------------------------
+
+
+def _project(tmp_path: Path, stack_file: bytes | str | None = None, *, references: bool = False) -> Path:
+    """A project running this repository's program, with ``Pulumi.x.yaml`` as given."""
+    (tmp_path / "Pulumi.yaml").write_text(f"name: makapix\nruntime: python\nmain: {ROOT}\n")
+    if references:
+        shutil.copytree(ROOT / "stack_references", tmp_path / "stack_references")
+    if stack_file is not None:
+        data = stack_file.encode() if isinstance(stack_file, str) else stack_file
+        (tmp_path / "Pulumi.x.yaml").write_bytes(data)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("stack_file", "expected"),
+    [
+        (
+            "config:\n  makapix:environment: [development\n",
+            r"Pulumi\.x\.yaml: line 3, column 1: .*fix the YAML",
+        ),
+        ("config:\n  - makapix:environment\n", r"Pulumi\.x\.yaml: `config:` must be a mapping .* not a list"),
+        ("- a list\n", r"Pulumi\.x\.yaml: the file must be a YAML mapping with a `config:` key"),
+        (
+            b"config:\n  makapix:name: caf\xe9\n",
+            r"Pulumi\.x\.yaml: line 2: byte 0xe9 is not UTF-8; save the file as UTF-8",
+        ),
+        (
+            "config:\n  makapix:environment: development\n  makapix:environment: production\n",
+            r"Pulumi\.x\.yaml: line 3, column 3: key 'makapix:environment' appears twice .*first on line 2.*keep one",
+        ),
+    ],
+    ids=["syntax-error", "config-is-a-list", "document-is-a-list", "not-utf8", "duplicate-key"],
+)
+def test_an_unreadable_stack_file_exits_2_naming_file_and_line(tmp_path, capsys, stack_file, expected):
+    from tools.desired_state import main
+
+    project = _project(tmp_path, stack_file)
+    assert main(["x", "--project-dir", str(project)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "Traceback" not in captured.err
+    assert re.search(expected, captured.err), captured.err
+
+
+def test_a_directory_without_pulumi_yaml_exits_2(tmp_path, capsys):
+    from tools.desired_state import main
+
+    assert main(["dev", "--project-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'Pulumi.yaml'}: no such file" in error
+    assert "pass --project-dir with the directory that holds Pulumi.yaml" in error
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        (b'{"image_digests": \n', r"prod\.json: line 2, column 1: not valid JSON"),
+        (b"[1, 2]\n", r"prod\.json: must be a JSON object of the stack's outputs, not list"),
+        (b'{"a": "\xff"}\n', r"prod\.json: not UTF-8 text"),
+    ],
+    ids=["syntax", "not-an-object", "not-utf8"],
+)
+def test_an_invalid_stack_reference_exits_2_naming_it(tmp_path, capsys, reference, expected):
+    from tools.desired_state import main
+
+    project = _project(tmp_path, (ROOT / "Pulumi.dev.yaml").read_text())
+    (project / "stack_references").mkdir()
+    (project / "stack_references" / "prod.json").write_bytes(reference)
+    assert main(["x", "--project-dir", str(project)]) == 2
+    error = capsys.readouterr().err
+    assert re.search(expected, error), error
+    assert "regenerate it with `python -m tools.desired_state prod" in error
+
+
+# --- YAML null: passed as the CLI passes it (JSON `null`, read back as None by get_object) -------
+
+
+def test_yaml_null_reaches_the_program_as_the_cli_passes_it():
+    from tools.desired_state import config_text
+
+    # pulumi/sdk/go/common/resource/config/object.go: a nil object marshals to the JSON text "null".
+    assert config_text(None) == "null"
+    assert config_text({"a": None}) == '{"a": null}'
+    assert config_text(True) == "true"
+
+
+def test_email_null_in_the_stack_file_renders_without_email(tmp_path):
+    stack = (
+        (ROOT / "Pulumi.dev.yaml")
+        .read_text()
+        .replace(
+            "  makapix:email:\n    from_address: noreply@dev-notification.makapix.club\n",
+            "  makapix:email: null\n",
+        )
+    )
+    assert "makapix:email: null" in stack
+    rendering = render("x", _project(tmp_path, stack, references=True))
+    api = rendering.get(CONTAINER, "makapix-dev-api-container").plain_inputs()
+    names = {entry.split("=", 1)[0] for entry in api["envs"]}
+    assert "RESEND_FROM_EMAIL" not in names
+    assert "MQTT_HOST" in names
+
+
+def test_mqtt_null_in_the_stack_file_renders_without_a_broker(tmp_path):
+    stack = (ROOT / "Pulumi.dev.yaml").read_text() + "  makapix:mqtt: null\n"
+    rendering = render("x", _project(tmp_path, stack, references=True))
+    assert not [r.name for r in rendering.resources if "mqtt" in r.name]
+    api = rendering.get(CONTAINER, "makapix-dev-api-container").plain_inputs()
+    assert not [entry for entry in api["envs"] if entry.startswith("MQTT_")]
+
+
+def test_a_variable_the_stack_file_maps_to_a_null_section_is_still_refused(tmp_path):
+    stack = (ROOT / "Pulumi.dev.yaml").read_text() + (
+        "  makapix:mqtt: null\n  makapix:application:\n    variables:\n      BROKER: mqtt.host\n"
+    )
+    with pytest.raises(RenderError, match=r"application.variables.BROKER passes 'mqtt.host' but mqtt is not"):
+        render("x", _project(tmp_path, stack, references=True))
