@@ -262,3 +262,21 @@ def test_defaults_validate_for_both_environments():
     for environment in ("production", "development"):
         defaults = environment_defaults(environment)
         assert defaults["name"] in ("prod", "dev")
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "127.0.0.1:5050/makapix/api:1.0.0",  # a registry with a port (found on the engine, issue 12)
+        "registry.example.com:5000/makapix/api@sha256:" + "a" * 64,
+        "localhost:5000/api:1.4.2",
+    ],
+)
+def test_an_image_from_a_registry_with_a_port_is_accepted(image):
+    assert parse(dev_with(services={"api": {"image": image}})).services["api"].image == image
+
+
+@pytest.mark.parametrize("image", ["127.0.0.1:5050/makapix/api", "localhost:5000/api:latest"])
+def test_a_registry_port_is_not_a_tag(image):
+    with pytest.raises(ConfigurationError):
+        parse(dev_with(services={"api": {"image": image}}))
