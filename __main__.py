@@ -43,6 +43,7 @@ database = Database(
         password=secrets.values["database_password"],
         internal_network=networks.internal_name,
         shared_networks=[*networks.shared_data_networks],
+        published_network=networks.published_name,
     ),
 )
 redis = Redis(
@@ -51,6 +52,7 @@ redis = Redis(
         settings=settings,
         internal_network=networks.internal_name,
         shared_networks=[*networks.shared_data_networks],
+        published_network=networks.published_name,
     ),
 )
 mqtt = MqttBroker(f"{name}-mqtt", MqttBrokerArgs(settings=settings, networks=networks)) if settings.mqtt else None

@@ -66,3 +66,8 @@ def environment_list(
 
 def labels(values: Mapping[str, str]) -> list[docker.ContainerLabelArgs]:
     return [docker.ContainerLabelArgs(label=key, value=value) for key, value in sorted(values.items())]
+
+
+def published_network(network: pulumi.Input[str] | None) -> list[docker.ContainerNetworksAdvancedArgs]:
+    """The plain bridge network a server with published ports also joins (moby/moby#36174), if any."""
+    return [docker.ContainerNetworksAdvancedArgs(name=network)] if network is not None else []

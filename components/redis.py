@@ -8,7 +8,14 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import EnvironmentConfig
-from components.container import LOG_OPTIONS, container_options, healthcheck, limit_args, replace_when_changed
+from components.container import (
+    LOG_OPTIONS,
+    container_options,
+    healthcheck,
+    limit_args,
+    published_network,
+    replace_when_changed,
+)
 
 
 @dataclass(frozen=True)
@@ -17,6 +24,8 @@ class RedisArgs:
     internal_network: pulumi.Input[str]
     # Shared mode, production: every environment's data network (NetworksArgs declares them).
     shared_networks: list[pulumi.Input[str]] = field(default_factory=list)
+    # Where its published ports are forwarded from (EnvironmentNetworks.published_name).
+    published_network: pulumi.Input[str] | None = None
 
 
 class Redis(pulumi.ComponentResource):
@@ -61,8 +70,11 @@ class Redis(pulumi.ComponentResource):
             command=["redis-server", "--appendonly", "yes"],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path="/data")],
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=network, aliases=["redis"])
-                for network in (args.shared_networks if shared else [args.internal_network])
+                *(
+                    docker.ContainerNetworksAdvancedArgs(name=network, aliases=["redis"])
+                    for network in (args.shared_networks if shared else [args.internal_network])
+                ),
+                *published_network(args.published_network if ports else None),
             ],
             ports=ports,
             healthcheck=healthcheck(check),
