@@ -1,0 +1,171 @@
+"""Deploying a pair of stacks (prod + dev of one application) on the engine, for the engine tests.
+
+The order is the README's fresh-machine order: dev (prod absent), prod (its digests promoted from
+dev), dev again (now with prod's outputs: the isolation check and the sampling run). Each stack is
+rendered with its real configuration; only what must differ on a test machine is overridden
+(``TEST_OVERRIDES``): the application images come from the local test registry (so digests are real),
+and pg_dump is Debian's PostgreSQL 15 (the stand-in database runs 15).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+
+from tests.engine import images
+from tests.engine.harness import CONTAINER, Applied, StackHarness
+from tools.desired_state import Rendering
+
+REPOSITORY_ROOT = Path(__file__).parents[2]
+REGISTRY = "127.0.0.1:5050"
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def _makapix_migrations() -> str:
+    from tests.sampling.test_makapix_config import SCHEMA
+
+    return SCHEMA + "INSERT INTO alembic_version VALUES ('engine-test');\n"
+
+
+@dataclass(frozen=True)
+class Application:
+    """One application as the engine tests deploy it."""
+
+    project: str
+    project_dir: Path
+    # service -> (repository in the test registry, port the probe serves on by default)
+    images: dict[str, tuple[str, int]]
+    migrations: str
+    host_dirs: tuple[str, ...]
+    version: str = "1.0.0"
+
+    def image(self, service: str, version: str | None = None) -> str:
+        return f"{REGISTRY}/{self.images[service][0]}:{version or self.version}"
+
+    def overrides(self, version: str | None = None) -> dict[str, Any]:
+        return {
+            "services": {service: {"image": self.image(service, version)} for service in self.images},
+            "release": {"pg_bin": PG_BIN},
+        }
+
+
+MAKAPIX = Application(
+    project="makapix",
+    project_dir=REPOSITORY_ROOT,
+    images={"api": ("makapix/api", 8000), "web": ("makapix/web", 3000), "worker": ("makapix/api", 8000)},
+    migrations=_makapix_migrations(),
+    host_dirs=("/mnt/vault-1", "/mnt/vault-dev", "/srv/makapix/backups"),
+)
+
+
+def start_registry(workdir: Path) -> subprocess.Popen[bytes] | None:
+    """Debian's docker-registry on 127.0.0.1:5050 (None if one answers already)."""
+    import urllib.request
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=2)
+            return True
+        except OSError:
+            return False
+
+    if answers():
+        return None
+    config = workdir / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "storage:\n  filesystem:\n    rootdirectory: /var/lib/makapix-test-registry\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: {REGISTRY}\n"
+    )
+    registry = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    for _ in range(50):
+        if answers():
+            return registry
+        time.sleep(0.2)
+    registry.kill()
+    raise RuntimeError("docker-registry did not answer on 127.0.0.1:5050 (apt-get install docker-registry)")
+
+
+def push_application_images(client: docker.DockerClient, application: Application, version: str) -> None:
+    """Build the probe image for each service of ``application`` and push it as ``version``."""
+    for repository, port in sorted(set(application.images.values())):
+        # The version is part of the recipe, so two versions are two images with two digests.
+        migrations = application.migrations + f"-- release {version}\n"
+        name = f"{REGISTRY}/{repository}:{version}"
+        images.probe_image(client, [name], port, migrations)
+        for line in client.images.push(f"{REGISTRY}/{repository}", tag=version, stream=True, decode=True):
+            if "error" in line:
+                raise RuntimeError(f"push of {name} failed: {line['error']}")
+        client.images.remove(name)  # the harness pulls it back by tag, as RemoteImage does
+
+
+@dataclass
+class DeployedPair:
+    """prod and dev of one application, applied on the engine; what the tests look at."""
+
+    application: Application
+    harness: StackHarness
+    prod: Applied
+    dev: Applied
+    first_dev: Applied
+    history: list[Applied] = field(default_factory=list)
+
+    def containers(self, rendering: Rendering) -> dict[str, Any]:
+        return {
+            resource.name: resource.plain_inputs()
+            for resource in rendering.of_type(CONTAINER)
+            if not resource.options.get("provider")
+        }
+
+
+def deploy_pair(harness: StackHarness, application: Application) -> DeployedPair:
+    for directory in application.host_dirs:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    project_dir = application.project_dir
+    overrides = application.overrides()
+    print(f"[engine] {application.project}: dev (prod absent)", file=sys.stderr, flush=True)
+    first_dev_render = harness.render(
+        "dev", project_dir, extra_config=overrides, environ={"MAKAPIX_ABSENT_STACKS": "prod"}
+    )
+    first_dev = harness.apply(first_dev_render, project_dir)
+    print(f"[engine] {application.project}: prod, promoted from dev", file=sys.stderr, flush=True)
+    prod_overrides = {**overrides, "services": {}}  # production: digests come from dev, never tags
+    prod_render = harness.render(
+        "prod", project_dir, extra_config=prod_overrides, references={"dev": first_dev_render.plain_outputs()}
+    )
+    prod = harness.apply(prod_render, project_dir)
+    print(f"[engine] {application.project}: dev again, reading prod", file=sys.stderr, flush=True)
+    dev_render = harness.render("dev", project_dir, extra_config=overrides, references={"prod": prod_render.plain_outputs()})
+    dev = harness.apply(dev_render, project_dir)
+    return DeployedPair(application, harness, prod, dev, first_dev)
+
+
+def wait_healthy(client: docker.DockerClient, names: list[str], timeout: float = 180) -> dict[str, str]:
+    """Each container's health status once all are healthy (or, at the timeout, as they are)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = {}
+        for name in names:
+            state = client.api.inspect_container(name)["State"]
+            status[name] = state.get("Health", {}).get("Status", "running" if state["Running"] else state["Status"])
+        if all(value in ("healthy", "running") for value in status.values()) or time.monotonic() > deadline:
+            return status
+        time.sleep(2)
+
+
+def require_tools() -> None:
+    from shutil import which
+
+    for tool in ("debootstrap", "docker-registry", "docker"):
+        if which(tool) is None:
+            pytest.fail(f"{tool} is not installed: the engine tests need it (scripts/docker-engine installs it)")
