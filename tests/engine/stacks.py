@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,31 @@ REGISTRY = "127.0.0.1:5050"
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
+def seed_makapix_prod(rendering: Rendering) -> None:
+    """Production's data: the sampler test's Makapix rows, each post with its file in the vault."""
+    import psycopg
+
+    from tests.sampling.test_makapix_config import DATA
+
+    data = DATA.replace("INSERT INTO alembic_version VALUES ('prod');", "")
+    url = rendering.plain_outputs()["database_host_url"]
+    vault = Path(rendering.plain_outputs()["sampling_source_vault"])
+    with psycopg.connect(url, autocommit=True) as connection:
+        if connection.execute("SELECT count(*) FROM users").fetchone() != (0,):
+            return
+        connection.execute(data)
+        connection.execute("UPDATE posts SET storage_shard = left(storage_key::text, 2), format = 'png'")
+        for shard, key in connection.execute("SELECT storage_shard, storage_key::text FROM posts").fetchall():
+            Path(vault, shard).mkdir(parents=True, exist_ok=True)
+            Path(vault, shard, f"{key}.png").write_text(f"artwork {key}\n")
+
+
 def _makapix_migrations() -> str:
     from tests.sampling.test_makapix_config import SCHEMA
 
-    return SCHEMA + "INSERT INTO alembic_version VALUES ('engine-test');\n"
+    # The vault sync reads each post's file path from these columns (sampling/vault.py's template).
+    vault_columns = "ALTER TABLE posts ADD COLUMN storage_shard varchar(8), ADD COLUMN format varchar(10);\n"
+    return SCHEMA + vault_columns + "INSERT INTO alembic_version VALUES ('engine-test');\n"
 
 
 @dataclass(frozen=True)
@@ -128,7 +150,10 @@ class DeployedPair:
         }
 
 
-def deploy_pair(harness: StackHarness, application: Application) -> DeployedPair:
+def deploy_pair(
+    harness: StackHarness, application: Application, seed_prod: Callable[[Rendering], None] | None = None
+) -> DeployedPair:
+    """dev (prod absent), prod, then ``seed_prod`` (production's data), then dev again (samples prod)."""
     for directory in application.host_dirs:
         Path(directory).mkdir(parents=True, exist_ok=True)
     project_dir = application.project_dir
@@ -144,6 +169,8 @@ def deploy_pair(harness: StackHarness, application: Application) -> DeployedPair
         "prod", project_dir, extra_config=prod_overrides, references={"dev": first_dev_render.plain_outputs()}
     )
     prod = harness.apply(prod_render, project_dir)
+    if seed_prod is not None:
+        seed_prod(prod_render)
     print(f"[engine] {application.project}: dev again, reading prod", file=sys.stderr, flush=True)
     dev_render = harness.render("dev", project_dir, extra_config=overrides, references={"prod": prod_render.plain_outputs()})
     dev = harness.apply(dev_render, project_dir)

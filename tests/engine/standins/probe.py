@@ -147,7 +147,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/api/health":
             reached = {"db": check_database(), "redis": check_redis()}
             healthy = all(part["ok"] for part in reached.values())
-            self._send(200 if healthy else 503, json.dumps({"served_by": "api", **reached}))
+            body = {"served_by": "api", "hostname": socket.gethostname(), **reached}
+            self._send(200 if healthy else 503, json.dumps(body))
         elif path == "/probe":
             self._send(200, json.dumps(report()))
         elif path.startswith("/api/"):
