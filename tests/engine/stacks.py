@@ -165,8 +165,12 @@ def deploy_pair(
     first_dev = harness.apply(first_dev_render, project_dir)
     print(f"[engine] {application.project}: prod, promoted from dev", file=sys.stderr, flush=True)
     prod_overrides = {**overrides, "services": {}}  # production: digests come from dev, never tags
+    # prod reads dev's digests, and its own last outputs (none yet: a stack's first deploy).
     prod_render = harness.render(
-        "prod", project_dir, extra_config=prod_overrides, references={"dev": first_dev_render.plain_outputs()}
+        "prod",
+        project_dir,
+        extra_config=prod_overrides,
+        references={"dev": first_dev_render.plain_outputs(), "prod": {}},
     )
     prod = harness.apply(prod_render, project_dir)
     if seed_prod is not None:

@@ -244,3 +244,108 @@ def test_the_sampling_run_fills_dev_from_prod_through_the_read_only_role(makapix
             reader.execute("DELETE FROM users")  # its sessions are read-only by default...
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute("BEGIN READ WRITE; DELETE FROM users")  # ...and it holds no write privilege
+
+
+# --- idempotence, release, rollback, data safety (in this order: each changes the deployed pair) ---
+
+
+def test_applying_the_same_render_twice_changes_nothing(makapix: DeployedPair) -> None:
+    client = makapix.harness.client
+    before = {name: client.containers.get(name).id for name in names(makapix.prod.rendering) + names(makapix.dev.rendering)}
+    for applied in (makapix.prod, makapix.dev):
+        again = makapix.harness.apply(applied.rendering, MAKAPIX.project_dir)
+        assert again.changes == [], again.changes
+    after = {name: client.containers.get(name).id for name in before}
+    assert after == before
+
+
+def row_count(url: str, where: str) -> int:
+    with psycopg.connect(url) as connection:
+        row = connection.execute(f"SELECT count(*) FROM site_stats_daily WHERE {where}").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def newest_backup(directory: str) -> Any:
+    from pathlib import Path
+
+    backups = sorted(Path(directory).glob("*.pgdump"), key=lambda path: path.stat().st_mtime)
+    assert backups, f"no backup in {directory}"
+    return backups[-1]
+
+
+def test_a_release_backs_up_first_promotes_devs_digest_and_the_runbook_rolls_back(makapix: DeployedPair) -> None:
+    harness, client, project_dir = makapix.harness, makapix.harness.client, MAKAPIX.project_dir
+    prod_url = makapix.prod.rendering.plain_outputs()["database_host_url"]
+    old_digests = makapix.prod.rendering.plain_outputs()["image_digests"]
+    with psycopg.connect(prod_url, autocommit=True) as connection:
+        connection.execute("INSERT INTO site_stats_daily (date, total_page_views) VALUES ('2030-01-01', 1)")
+
+    # A new version: dev runs it first, then production promotes dev's digests.
+    push_application_images(client, MAKAPIX, "1.0.1")
+    dev_render = harness.render(
+        "dev", project_dir, extra_config=MAKAPIX.overrides("1.0.1"),
+        references={"prod": makapix.prod.rendering.plain_outputs()},
+    )  # fmt: skip
+    harness.apply(dev_render, project_dir)
+    new_digests = dev_render.plain_outputs()["image_digests"]
+    assert new_digests["api"] != old_digests["api"]
+    prod_render = harness.render(
+        "prod", project_dir, extra_config={**MAKAPIX.overrides(), "services": {}},
+        references={"dev": dev_render.plain_outputs(), "prod": makapix.prod.rendering.plain_outputs()},
+    )  # fmt: skip
+    released = harness.apply(prod_render, project_dir)
+    order = [change.name for change in released.changes]
+    assert order.index("makapix-prod-backup-pg-dump") < order.index("makapix-prod-api-container")
+    backup = newest_backup("/srv/makapix/backups/prod")
+    api = client.containers.get("makapix-prod-api")
+    from datetime import datetime
+
+    started = datetime.fromisoformat(api.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00")
+    assert backup.stat().st_mtime < started.timestamp(), "the backup must exist before the new api starts"
+    assert new_digests["api"] in client.images.get(api.attrs["Config"]["Image"]).attrs["RepoDigests"]
+    assert api.attrs["Config"]["Image"] == new_digests["api"]
+    assert prod_render.plain_outputs()["previous_image_digests"] == old_digests
+
+    # The release writes; then it goes wrong. The README's rollback runbook, step by step:
+    with psycopg.connect(prod_url, autocommit=True) as connection:
+        connection.execute("INSERT INTO site_stats_daily (date, total_page_views) VALUES ('2030-01-02', 2)")
+    subprocess.run(["docker", "stop", "makapix-prod-api", "makapix-prod-worker"], check=True, capture_output=True)
+    import os
+
+    restored = subprocess.run(
+        [".venv/bin/python", "-m", "ops", "restore", "--dir", "/srv/makapix/backups/prod", "--json",
+         "--pg-bin", "/usr/lib/postgresql/15/bin"],
+        cwd=project_dir, env={**os.environ, "OPS_DATABASE_URL": prod_url}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    previous = prod_render.plain_outputs()["previous_image_digests"]
+    pinned = {service: {"image": digest} for service, digest in previous.items()}
+    rollback_render = harness.render(
+        "prod", project_dir, extra_config={**MAKAPIX.overrides(), "services": pinned},
+        references={"dev": dev_render.plain_outputs(), "prod": prod_render.plain_outputs()},
+    )  # fmt: skip
+    makapix.prod = harness.apply(rollback_render, project_dir)  # later tests see the rolled-back prod
+    makapix.dev = harness.apply(dev_render, project_dir)
+    assert client.containers.get("makapix-prod-api").attrs["Config"]["Image"] == old_digests["api"]
+    assert wait_healthy(client, ["makapix-prod-api", "makapix-prod-web"]) == {
+        "makapix-prod-api": "healthy", "makapix-prod-web": "healthy",
+    }  # fmt: skip
+    assert row_count(prod_url, "date = '2030-01-01'") == 1  # written before the release: kept
+    assert row_count(prod_url, "date = '2030-01-02'") == 0  # written by the bad release: rolled back
+
+
+def test_removing_the_containers_keeps_the_protected_volumes_data(makapix: DeployedPair) -> None:
+    prod_url = makapix.prod.rendering.plain_outputs()["database_host_url"]
+    with psycopg.connect(prod_url) as connection:
+        users = connection.execute("SELECT count(*) FROM users").fetchone()
+    for applied in (makapix.dev, makapix.prod):
+        makapix.harness.destroy(applied.rendering, only=lambda resource: resource.type == CONTAINER)
+    assert not [c.name for c in makapix.harness.client.containers.list(all=True) if c.name.startswith("makapix-")]
+    volumes = {volume.name for volume in makapix.harness.client.volumes.list()}
+    assert {"makapix-prod_pg_data", "makapix-dev_pg_data", "makapix-prod_redis_data", "makapix-prod_mqtt_data"} <= volumes
+    for applied in (makapix.prod, makapix.dev):
+        makapix.harness.apply(applied.rendering, MAKAPIX.project_dir)
+    assert postgres_login(prod_url).startswith("ok")
+    with psycopg.connect(prod_url) as connection:
+        assert connection.execute("SELECT count(*) FROM users").fetchone() == users
