@@ -363,7 +363,7 @@ class StackHarness:
 
     def _command(self, name: str, inputs: dict[str, Any], project_dir: Path) -> str:
         environment = {**os.environ, **{key: str(value) for key, value in (inputs.get("environment") or {}).items()}}
-        working_dir = Path(inputs.get("dir") or project_dir)
+        working_dir = Path(inputs.get("dir") or program_directory(project_dir))
         done = subprocess.run(
             ["/bin/sh", "-c", inputs["create"]],
             cwd=working_dir,
@@ -431,6 +431,14 @@ def _command_triggered(resource: RenderedResource, previous_triggers: str | None
     if previous_triggers is None:
         return True
     return previous_triggers != _digest(inputs.get("triggers"))
+
+
+def program_directory(project_dir: Path) -> Path:
+    """Where Pulumi runs the program, and so a local Command: ``main`` of Pulumi.yaml, if set."""
+    import yaml
+
+    project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}
+    return (project_dir / str(project.get("main") or ".")).resolve()
 
 
 def _upload_archive(upload: dict[str, Any]) -> bytes:

@@ -54,7 +54,7 @@ def _makapix_migrations() -> str:
 
     # The vault sync reads each post's file path from these columns (sampling/vault.py's template).
     vault_columns = "ALTER TABLE posts ADD COLUMN storage_shard varchar(8), ADD COLUMN format varchar(10);\n"
-    return SCHEMA + vault_columns + "INSERT INTO alembic_version VALUES ('engine-test');\n"
+    return "-- marker: alembic_version\n" + SCHEMA + vault_columns + "INSERT INTO alembic_version VALUES ('engine-test');\n"
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,76 @@ MAKAPIX = Application(
     migrations=_makapix_migrations(),
     host_dirs=("/mnt/vault-1", "/mnt/vault-dev", "/srv/makapix/backups"),
 )
+
+
+# Flask-Migrate's version table is alembic_version whatever the prefix: both environments share it.
+CLIPPYFRONT_MIGRATIONS = """-- marker: {prefix}users
+DO $$ BEGIN CREATE TYPE userrole AS ENUM ('user', 'admin'); EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+CREATE TABLE {prefix}users (id int PRIMARY KEY, email text NOT NULL, role userrole NOT NULL);
+CREATE TABLE {prefix}team_invitations (id int PRIMARY KEY, invited_by int REFERENCES {prefix}users, token text);
+CREATE TABLE IF NOT EXISTS alembic_version (version_num varchar(32) PRIMARY KEY);
+INSERT INTO alembic_version VALUES ('engine-test') ON CONFLICT DO NOTHING;
+"""
+
+CLIPPYFRONT = Application(
+    project="clippyfront",
+    project_dir=REPOSITORY_ROOT / "examples" / "clippyfront",
+    images={"web": ("clippyfront/clippyfront", 8000), "worker": ("clippyfront/clippyfront", 8000)},
+    migrations=CLIPPYFRONT_MIGRATIONS,
+    host_dirs=("/opt/clippyfront/instance", "/srv/clippyfront-dev/instance", "/srv/clippyfront/backups"),
+)
+
+
+def seed_clippyfront_prod(rendering: Rendering) -> None:
+    """Production's users in opt_users of the shared database."""
+    import psycopg
+
+    with psycopg.connect(rendering.plain_outputs()["database_host_url"], autocommit=True) as connection:
+        if connection.execute("SELECT count(*) FROM opt_users").fetchone() == (0,):
+            connection.execute(
+                "INSERT INTO opt_users SELECT i, 'person' || i || '@example.com', 'user' FROM generate_series(1, 60) i"
+            )
+            connection.execute("INSERT INTO opt_team_invitations VALUES (1, 1, 'secret-token')")
+
+
+def registry_digest(client: docker.DockerClient, name: str) -> str:
+    """``repo@sha256:...`` of an image in the test registry (pulled to read it)."""
+    from components.images import repository_of
+
+    image = client.images.pull(name)
+    (digest,) = [d for d in image.attrs["RepoDigests"] if d.startswith(repository_of(name) + "@")]
+    return str(digest)
+
+
+def deploy_shared_pair(
+    harness: StackHarness, application: Application, seed_prod: Callable[[Rendering], None] | None = None
+) -> DeployedPair:
+    """ClippyFront's first-deploy order (docs/clippyfront.md): prod with pinned digests, dev, prod promoted."""
+    remove_leftovers(harness.client, application.project)
+    for directory in application.host_dirs:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    project_dir = application.project_dir
+    overrides = application.overrides()
+    pins = {service: {"image": registry_digest(harness.client, application.image(service))} for service in application.images}
+    print(f"[engine] {application.project}: prod, digests pinned", file=sys.stderr, flush=True)
+    first_prod_render = harness.render(
+        "prod", project_dir, extra_config={**overrides, "services": pins}, references={"dev": {}, "prod": {}}
+    )
+    first_prod = harness.apply(first_prod_render, project_dir)
+    if seed_prod is not None:
+        seed_prod(first_prod_render)
+    print(f"[engine] {application.project}: dev, on production's servers", file=sys.stderr, flush=True)
+    dev_render = harness.render(
+        "dev", project_dir, extra_config=overrides, references={"prod": first_prod_render.plain_outputs()}
+    )
+    dev = harness.apply(dev_render, project_dir)
+    print(f"[engine] {application.project}: prod, promoted from dev", file=sys.stderr, flush=True)
+    prod_render = harness.render(
+        "prod", project_dir, extra_config={**overrides, "services": {}},
+        references={"dev": dev_render.plain_outputs(), "prod": first_prod_render.plain_outputs()},
+    )  # fmt: skip
+    prod = harness.apply(prod_render, project_dir)
+    return DeployedPair(application, harness, prod, dev, first_prod)
 
 
 def start_registry(workdir: Path) -> subprocess.Popen[bytes] | None:
@@ -139,7 +209,7 @@ class DeployedPair:
     harness: StackHarness
     prod: Applied
     dev: Applied
-    first_dev: Applied
+    first_apply: Applied  # the first stack applied (dev for Makapix, prod for ClippyFront)
     history: list[Applied] = field(default_factory=list)
 
     def containers(self, rendering: Rendering) -> dict[str, Any]:
@@ -150,10 +220,26 @@ class DeployedPair:
         }
 
 
+def remove_leftovers(client: docker.DockerClient, project: str) -> None:
+    """A fresh machine: remove what an interrupted earlier run left (containers, networks, volumes
+    named ``<project>-...``; only these tests deploy the stacks on this engine)."""
+    prefix = f"{project}-"
+    for container in client.containers.list(all=True):
+        if container.name.startswith(prefix):
+            container.remove(force=True)
+    for network in client.networks.list():
+        if network.name.startswith(prefix):
+            network.remove()
+    for volume in client.volumes.list():
+        if volume.name.startswith(prefix):
+            volume.remove(force=True)
+
+
 def deploy_pair(
     harness: StackHarness, application: Application, seed_prod: Callable[[Rendering], None] | None = None
 ) -> DeployedPair:
     """dev (prod absent), prod, then ``seed_prod`` (production's data), then dev again (samples prod)."""
+    remove_leftovers(harness.client, application.project)
     for directory in application.host_dirs:
         Path(directory).mkdir(parents=True, exist_ok=True)
     project_dir = application.project_dir

@@ -7,7 +7,9 @@ CELERY_BROKER_URL, MQTT_* with PEM contents, VAULT_PATH or CLIPPY_INSTANCE_PATH)
     probe serve PORT        HTTP on 0.0.0.0:PORT: /api/health (200 only if db and redis answer),
                             / (the environment's name), /probe (JSON: what this container reaches)
     probe worker QUEUES     consume the comma-separated Redis lists QUEUES (as celery -Q would)
-    probe migrate           apply /opt/probe/migrations.sql to DATABASE_URL once (alembic/flask db)
+    probe migrate           apply /opt/probe/migrations.sql to DATABASE_URL once (alembic/flask db),
+                            {prefix} in it replaced by TABLE_PREFIX;
+                            its first line "-- marker: TABLE" names the table that shows it ran
     probe report            print the JSON of /probe
     probe reach HOST PORT   exit 0 if a TCP connection to HOST:PORT opens within 3 s, else 1
 
@@ -186,10 +188,15 @@ def worker(queues: list[str]) -> None:
 def migrate() -> None:
     import psycopg2
 
+    # TABLE_PREFIX (ClippyFront: opt_ / dev_): each environment migrates its own prefixed tables.
+    prefix = os.environ.get("TABLE_PREFIX", "")
     with psycopg2.connect(os.environ["DATABASE_URL"], connect_timeout=5) as conn, conn.cursor() as cursor:
-        cursor.execute("SELECT to_regclass('public.alembic_version')")
-        if cursor.fetchone()[0] is None and MIGRATIONS.exists():
-            cursor.execute(MIGRATIONS.read_text())
+        script = MIGRATIONS.read_text().replace("{prefix}", prefix) if MIGRATIONS.exists() else ""
+        # First line "-- marker: TABLE": the migrations ran once that table exists.
+        marker = script.partition("\n")[0].removeprefix("-- marker:").strip() or "alembic_version"
+        cursor.execute("SELECT to_regclass(%s)", (f"public.{marker}",))
+        if cursor.fetchone()[0] is None and script:
+            cursor.execute(script)
             print("migrated", flush=True)
         else:
             print("nothing to migrate", flush=True)
