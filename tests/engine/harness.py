@@ -237,7 +237,7 @@ class StackHarness:
                 self.remove_container(inputs["name"], inputs.get("destroyGraceSeconds"))
                 self._container(inputs)
             elif resource.type == COMMAND:
-                if not _command_triggered(resource, self.state.get(resource.name + "#triggers"), inputs):
+                if not _command_triggered(self.state.get(resource.name + "#triggers"), inputs):
                     self.state[resource.name] = digest
                     continue
                 applied.command_outputs[resource.name] = self._command(resource.name, inputs, project_dir)
@@ -426,7 +426,7 @@ class _Args:
     inputs: dict[str, Any]
 
 
-def _command_triggered(resource: RenderedResource, previous_triggers: str | None, inputs: dict[str, Any]) -> bool:
+def _command_triggered(previous_triggers: str | None, inputs: dict[str, Any]) -> bool:
     """A Command runs on create, and again only when a replace_on_changes input (its triggers) changes."""
     if previous_triggers is None:
         return True
