@@ -33,6 +33,9 @@ secrets = EnvironmentSecrets(name, EnvironmentSecretsArgs(given=stack.secrets))
 networks = EnvironmentNetworks(name, NetworksArgs(settings=settings))
 edge = Edge(f"{settings.project}-edge", EdgeArgs(settings=settings)) if settings.edge.caddy == "own" else None
 labels = caddy_labels(settings)
+# On a fresh machine (the edge's owner not deployed yet) there is no edge network to join: Docker
+# refuses to start a container on a missing network. The next `up` of this stack joins it.
+edge_networks = [] if stack.edge_owner_absent else [networks.edge_name]
 database = Database(
     f"{name}-db",
     DatabaseArgs(
@@ -40,6 +43,7 @@ database = Database(
         password=secrets.values["database_password"],
         internal_network=networks.internal_name,
         shared_networks=[*networks.shared_data_networks],
+        published_network=networks.published_name,
     ),
 )
 redis = Redis(
@@ -48,6 +52,7 @@ redis = Redis(
         settings=settings,
         internal_network=networks.internal_name,
         shared_networks=[*networks.shared_data_networks],
+        published_network=networks.published_name,
     ),
 )
 mqtt = MqttBroker(f"{name}-mqtt", MqttBrokerArgs(settings=settings, networks=networks)) if settings.mqtt else None
@@ -80,7 +85,7 @@ services = {
             service=service,
             plain_environment=plain_environment,
             secret_environment={**secret_environment, **(mqtt.secret_environment(service) if mqtt else {})},
-            networks=[networks.internal_name, networks.edge_name, *networks.shared_data],
+            networks=[networks.internal_name, *edge_networks, *networks.shared_data],
             caddy_labels=labels.get(service, {}),
             depends_on=[
                 *filter(None, [database.container, redis.container, mqtt and mqtt.container, edge]),

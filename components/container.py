@@ -78,3 +78,8 @@ def owner_labels(project: str, environment: str, shared: str | None = None) -> d
     if shared is not None:
         return {f"{project}.shared": shared}
     return {f"{project}.environment": environment}
+
+
+def published_network(network: pulumi.Input[str] | None) -> list[docker.ContainerNetworksAdvancedArgs]:
+    """The plain bridge network a server with published ports also joins (moby/moby#36174), if any."""
+    return [docker.ContainerNetworksAdvancedArgs(name=network)] if network is not None else []

@@ -16,6 +16,7 @@ from components.container import (
     labels,
     limit_args,
     owner_labels,
+    published_network,
     replace_when_changed,
 )
 
@@ -46,6 +47,8 @@ class DatabaseArgs:
     internal_network: pulumi.Input[str]
     # Shared mode, production: every environment's data network (NetworksArgs declares them).
     shared_networks: list[pulumi.Input[str]] = field(default_factory=list)
+    # Where its published ports are forwarded from (EnvironmentNetworks.published_name).
+    published_network: pulumi.Input[str] | None = None
 
 
 class Database(pulumi.ComponentResource):
@@ -123,8 +126,11 @@ class Database(pulumi.ComponentResource):
             ),
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIRECTORY)],
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=network, aliases=["db"])
-                for network in (args.shared_networks if shared else [args.internal_network])
+                *(
+                    docker.ContainerNetworksAdvancedArgs(name=network, aliases=["db"])
+                    for network in (args.shared_networks if shared else [args.internal_network])
+                ),
+                *published_network(args.published_network if ports else None),
             ],
             ports=ports,
             healthcheck=healthcheck(check, start_period="30s"),

@@ -61,6 +61,12 @@ def host_ports(settings: EnvironmentConfig) -> list[int]:
     return sorted(set(ports))
 
 
+def publishes_server_ports(settings: EnvironmentConfig) -> bool:
+    """Whether this stack runs a database, broker or Redis that publishes a port on the host."""
+    edge_ports = {settings.edge.http_port, settings.edge.https_port} if settings.edge.caddy == "own" else set()
+    return bool(set(host_ports(settings)) - edge_ports)
+
+
 def _redis_db_index(url: str) -> int | None:
     """The DB index of a redis:// URL (Redis' default 0 without one); None for anything else."""
     parts = urlsplit(url)
@@ -108,7 +114,10 @@ def fingerprint(settings: EnvironmentConfig, secret_hashes: dict[str, str] | Non
         "name": settings.name,
         "containers": sorted(containers),
         "volumes": sorted(volumes),
-        "networks": sorted(settings.network_name(role) for role in ("internal", "edge")),
+        "networks": sorted(
+            settings.network_name(role)
+            for role in ("internal", "edge", *(["published"] if publishes_server_ports(settings) else []))
+        ),
         "database": {
             "mode": settings.database.mode,
             "name": settings.database.name,

@@ -45,6 +45,7 @@ from components.container import (
     labels,
     limit_args,
     owner_labels,
+    published_network,
     replace_when_changed,
 )
 from components.mosquitto_files import (
@@ -226,8 +227,11 @@ class MqttBroker(pulumi.ComponentResource):
             uploads=broker_uploads(files, pems, with_passwords=shared),
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=PATHS.data_dir)],
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=network, aliases=[] if shared else ["mqtt"])
-                for network in networks
+                *(
+                    docker.ContainerNetworksAdvancedArgs(name=network, aliases=[] if shared else ["mqtt"])
+                    for network in networks
+                ),
+                *published_network(args.networks.published_name),
             ],
             # Devices connect from outside: published on every interface (004 §7: 8883 prod, 8884 dev).
             ports=[docker.ContainerPortArgs(internal=TLS_PORT, external=mqtt.public_port)],

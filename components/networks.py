@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import EnvironmentConfig
+from components.isolation import publishes_server_ports
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,22 @@ class EnvironmentNetworks(pulumi.ComponentResource):
                     self.shared_data_networks.append(network.name)
                     if served == settings.name:
                         self.shared_data_name = network.name
+        # Docker forwards no published port of a container attached only to internal networks
+        # (moby/moby#36174): a server that publishes a host port (database, broker, shared Redis)
+        # also joins this plain bridge network, which no container of another environment joins.
+        # Service-to-service traffic stays on the internal (or data) networks: no aliases here.
+        self.published: docker.Network | None = None
+        self.published_name: pulumi.Output[str] | None = None
+        if publishes_server_ports(settings):
+            self.published = docker.Network(
+                f"{name}-published",
+                name=settings.network_name("published"),
+                internal=False,
+                driver="bridge",
+                labels=[docker.NetworkLabelArgs(label=f"{settings.project}.environment", value=settings.environment)],
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            )
+            self.published_name = self.published.name
         # What an app container joins besides its internal and edge network: its data network, if any.
         self.shared_data = [self.shared_data_name] if self.shared_data_name is not None else []
         self.register_outputs({"internal": self.internal_name, "edge": self.edge_name})

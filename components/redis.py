@@ -15,6 +15,7 @@ from components.container import (
     labels,
     limit_args,
     owner_labels,
+    published_network,
     replace_when_changed,
 )
 
@@ -25,6 +26,8 @@ class RedisArgs:
     internal_network: pulumi.Input[str]
     # Shared mode, production: every environment's data network (NetworksArgs declares them).
     shared_networks: list[pulumi.Input[str]] = field(default_factory=list)
+    # Where its published ports are forwarded from (EnvironmentNetworks.published_name).
+    published_network: pulumi.Input[str] | None = None
 
 
 class Redis(pulumi.ComponentResource):
@@ -69,8 +72,11 @@ class Redis(pulumi.ComponentResource):
             command=["redis-server", "--appendonly", "yes"],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path="/data")],
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=network, aliases=["redis"])
-                for network in (args.shared_networks if shared else [args.internal_network])
+                *(
+                    docker.ContainerNetworksAdvancedArgs(name=network, aliases=["redis"])
+                    for network in (args.shared_networks if shared else [args.internal_network])
+                ),
+                *published_network(args.published_network if ports else None),
             ],
             ports=ports,
             healthcheck=healthcheck(check),

@@ -32,6 +32,8 @@ class StackConfig:
     # Stacks known not to exist on this backend (MAKAPIX_ABSENT_STACKS, set by scripts/up): no
     # StackReference may name them, Pulumi would fail the whole deployment.
     absent_stacks: frozenset[str] = frozenset()
+    # The stack that owns the edge network this one attaches to (its peer) does not exist yet.
+    edge_owner_absent: bool = False
 
     def stack_exists(self, name: str) -> bool:
         """False for a stack named (fully, or by its last part) in MAKAPIX_ABSENT_STACKS."""
@@ -94,6 +96,8 @@ def load_stack_config() -> StackConfig:
         name.strip() for name in os.environ.get("MAKAPIX_ABSENT_STACKS", "").split(",") if name.strip()
     )
     peer = settings.isolation.peer_stack
+    # An attaching stack's edge network is made by its peer (production, which owns Caddy).
+    edge_owner_absent = settings.edge.caddy == "attach" and bool(peer) and _named_in(str(peer), absent_stacks)
     if peer and _named_in(peer, absent_stacks):
         # scripts/up sets this on a fresh machine, where the peer stack does not exist yet.
         pulumi.log.warn(f"isolation check against stack {settings.isolation.peer_stack!r} skipped")
@@ -113,4 +117,5 @@ def load_stack_config() -> StackConfig:
         stack_file=stack_file,
         deploy_secrets=deploy_secrets,
         absent_stacks=absent_stacks,
+        edge_owner_absent=edge_owner_absent,
     )

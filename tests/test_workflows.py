@@ -78,11 +78,13 @@ def test_ci_installs_what_the_tests_run_and_runs_scripts_test() -> None:
     assert "push" in ci["on"] and "workflow_call" in ci["on"]
     runs = "\n".join(step.get("run", "") for _, step in _steps(ci))
     ci_run = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    packages = re.search(r"apt-get install[^\n]*?-qq ([a-z0-9. -]+?)\s*>", ci_run)
+    packages = re.search(r"apt-get install[^\n]*?-qq ([a-z0-9 .-]+?)\s*>", ci_run)
     assert packages is not None, ".ci/run no longer installs packages the way this test reads it"
     for package in packages.group(1).split():
+        if package == "docker.io":  # GitHub's runner has its own Docker engine (moby); both conflict
+            continue
         assert package in runs, f"ci.yml does not install {package}, which .ci/run installs"
-    assert re.search(r"^scripts/test$", runs, re.MULTILINE)
+    assert re.search(r"scripts/test$", runs, re.MULTILINE)
 
 
 def test_permissions_are_least_privilege() -> None:

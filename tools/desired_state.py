@@ -94,6 +94,11 @@ class Rendering:
     def of_type(self, type_: str) -> list[RenderedResource]:
         return [r for r in self.resources if r.type == type_]
 
+    def plain_outputs(self) -> dict[str, Any]:
+        """The stack outputs with every secret unwrapped: what a StackReference reads."""
+        plain: dict[str, Any] = _unwrap(self.outputs)
+        return plain
+
 
 class RenderError(Exception):
     """The program could not be rendered (bad config, an exception in the program)."""

@@ -136,9 +136,11 @@ def test_one_database_and_one_redis_declared_by_production_only(render_stack):
     assert redis["name"] == "clippyfront-shared-redis"
     assert redis["ports"] == [{"external": 6379, "internal": 6379, "ip": "10.8.0.1"}]
     for server in (db, redis):
+        # Each environment's data network, plus the plain bridge its published ports are forwarded from.
         assert [n["name"] for n in server["networksAdvanced"]] == [
             "clippyfront-prod-data",
             "clippyfront-dev-data",
+            "clippyfront-prod-published",
         ]
     assert {v.plain_inputs()["name"] for v in prod.of_type(VOLUME)} >= {
         "clippyfront-shared_pg_data",

@@ -370,3 +370,21 @@ def test_remote_workers_need_their_host_key_pinned(worker, words):
         )
     assert words in str(caught.value)
     assert "ssh-keyscan -t ed25519 10.8.0.5" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "127.0.0.1:5050/makapix/api:1.0.0",  # a registry with a port (found on the engine, issue 12)
+        "registry.example.com:5000/makapix/api@sha256:" + "a" * 64,
+        "localhost:5000/api:1.4.2",
+    ],
+)
+def test_an_image_from_a_registry_with_a_port_is_accepted(image):
+    assert parse(dev_with(services={"api": {"image": image}})).services["api"].image == image
+
+
+@pytest.mark.parametrize("image", ["127.0.0.1:5050/makapix/api", "localhost:5000/api:latest"])
+def test_a_registry_port_is_not_a_tag(image):
+    with pytest.raises(ConfigurationError):
+        parse(dev_with(services={"api": {"image": image}}))

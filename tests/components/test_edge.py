@@ -152,3 +152,21 @@ def test_caddy_metrics_by_host_or_what_the_installed_caddy_can_prove(
     samples = re.findall(series, metrics, re.MULTILINE)
     assert samples and sum(int(count) for _, count in samples) >= 2
     assert all("host=" not in labels for labels, _ in samples)  # why the stacks need Caddy 2.9+
+
+
+def test_a_first_dev_deploy_joins_only_networks_that_exist(monkeypatch):
+    """Fresh machine, prod absent: dev's containers cannot join the edge network prod creates.
+
+    Found on the real engine (issue 12): Docker refuses to start a container on a network that does
+    not exist ("network makapix-dev-edge not found"), so `scripts/up dev` failed on a fresh machine.
+    """
+    from pathlib import Path
+
+    from tools.desired_state import render
+
+    monkeypatch.setenv("MAKAPIX_ABSENT_STACKS", "prod")
+    rendering = render("dev", Path(__file__).parents[2])
+    declared = {network.plain_inputs()["name"] for network in rendering.of_type(NETWORK)}
+    for container in rendering.of_type(CONTAINER):
+        joined = {network["name"] for network in container.plain_inputs().get("networksAdvanced") or []}
+        assert joined <= declared, f"{container.name} joins {sorted(joined - declared)}, which no existing stack makes"

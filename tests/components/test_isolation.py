@@ -154,3 +154,38 @@ def test_dev_stack_deploys_when_nothing_collides(render_stack):
 def test_secret_given_in_plain_text_is_refused(render_stack):
     with pytest.raises(RenderError, match="makapix:jwt_secret is stored in plain text"):
         render_stack("dev", jwt_secret="not-so-secret")
+
+
+@pytest.mark.parametrize("project_dir", [".", "examples/clippyfront"])
+def test_a_server_that_publishes_a_port_sits_on_a_plain_network_of_its_own_environment(project_dir):
+    """Docker forwards no published port of a container on internal networks only (moby/moby#36174).
+
+    Found on the real engine (issue 12): the database (55432/55433) and the broker (8883/8884) sat
+    only on `<project>-<env>-internal` and none of those ports answered.
+    """
+    from tools.desired_state import render
+
+    directory = Path(__file__).parents[2] / project_dir
+    renders = {stack_name: render(stack_name, directory) for stack_name in ("prod", "dev")}
+    internal = {
+        network.plain_inputs()["name"]: bool(network.plain_inputs().get("internal"))
+        for rendering in renders.values()
+        for network in rendering.of_type("docker:index/network:Network")
+    }
+
+    def joined(container):
+        return [network["name"] for network in container.plain_inputs().get("networksAdvanced") or []]
+
+    checked = 0
+    for stack_name, rendering in renders.items():
+        other = renders["dev" if stack_name == "prod" else "prod"]
+        taken_by_other = {name for c in other.of_type("docker:index/container:Container") for name in joined(c)}
+        for container in rendering.of_type("docker:index/container:Container"):
+            inputs = container.plain_inputs()
+            if not inputs.get("ports") or "edge" in container.name or container.options.get("provider"):
+                continue  # the edge joins both environments by design; remote workers run elsewhere
+            plain = [name for name in joined(container) if internal.get(name) is False]
+            assert plain, f"{inputs['name']} publishes {inputs['ports']} but sits only on internal networks"
+            assert not set(plain) & taken_by_other, f"{inputs['name']}: {plain} is joined by the other environment"
+            checked += 1
+    assert checked >= 1

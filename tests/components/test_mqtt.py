@@ -66,7 +66,12 @@ def test_each_environment_runs_its_own_broker(stack: str, public_port: int, rend
     assert inputs["image"] == "eclipse-mosquitto:2.0.20"
     assert inputs["command"] == ["mosquitto", "-c", "/mosquitto/config/mosquitto.conf"]
     assert inputs["ports"] == [{"internal": 8883, "external": public_port}]
-    assert inputs["networksAdvanced"] == [{"name": f"makapix-{stack}-internal", "aliases": ["mqtt"]}]
+    # The public port is forwarded only from a non-internal network (moby/moby#36174): the broker
+    # also joins its environment's "published" bridge, without an alias (services use "mqtt" inside).
+    assert inputs["networksAdvanced"] == [
+        {"name": f"makapix-{stack}-internal", "aliases": ["mqtt"]},
+        {"name": f"makapix-{stack}-published"},
+    ]
     assert inputs["volumes"] == [
         {"volumeName": f"makapix-{stack}_mqtt_data", "containerPath": "/mosquitto/data"}
     ]
@@ -222,6 +227,7 @@ def test_production_runs_the_shared_broker_with_an_account_per_environment(rende
     assert inputs["networksAdvanced"] == [
         {"name": "makapix-prod-data", "aliases": []},
         {"name": "makapix-dev-data", "aliases": []},
+        {"name": "makapix-prod-published"},
     ]
     assert inputs["volumes"][0]["volumeName"] == "makapix-shared_mqtt_data"
     assert inputs["ports"] == [{"internal": 8883, "external": 8883}]

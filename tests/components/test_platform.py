@@ -162,8 +162,9 @@ def test_shared_servers_are_declared_once_by_production(render_stack):
     redis = prod.get(CONTAINER, "makapix-prod-redis-container").plain_inputs()
     assert (db["name"], redis["name"]) == ("makapix-shared-db", "makapix-shared-redis")
     # A data network per environment: the servers join both, each environment's containers only their own.
-    for server in (db, redis):
-        assert [n["name"] for n in server["networksAdvanced"]] == ["makapix-prod-data", "makapix-dev-data"]
+    # The database publishes 55432: it also joins the plain bridge its port is forwarded from.
+    assert [n["name"] for n in db["networksAdvanced"]] == ["makapix-prod-data", "makapix-dev-data", "makapix-prod-published"]
+    assert [n["name"] for n in redis["networksAdvanced"]] == ["makapix-prod-data", "makapix-dev-data"]
     for served in ("prod", "dev"):
         assert prod.get(NETWORK, f"makapix-prod-data-{served}").plain_inputs()["internal"] is True
     api = prod.get(CONTAINER, "makapix-prod-api-container").plain_inputs()
