@@ -101,9 +101,21 @@ def _memory(value: str) -> str:
     return value
 
 
+def _service_image(value: str) -> str:
+    """A service's image: pinned like any image, or (production only) a bare repository to promote from."""
+    if _IMAGE.match(value) and ":" not in value.split("/")[-1] and "@" not in value:
+        return value  # EnvironmentConfig refuses it outside production with promotion.from_stack
+    return _image(value)
+
+
+def is_bare_repository(image: str) -> bool:
+    return ":" not in image.split("/")[-1] and "@" not in image
+
+
 DomainName = Annotated[str, AfterValidator(_domain)]
 Identifier = Annotated[str, AfterValidator(_identifier)]
 Image = Annotated[str, AfterValidator(_image)]
+ServiceImage = Annotated[str, AfterValidator(_service_image)]
 HostPath = Annotated[str, AfterValidator(_absolute_path)]
 Memory = Annotated[str, AfterValidator(_memory)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -274,7 +286,8 @@ class EmailSettings(Settings):
 class ServiceSettings(Settings):
     """One application container: the api, the web front end or a Celery worker."""
 
-    image: Image = Field(examples=["ghcr.io/makapix/api:1.4.2"])
+    # Production may name only the repository (no tag, no digest): it runs the digest promoted from it.
+    image: ServiceImage = Field(examples=["ghcr.io/makapix/api:1.4.2"])
     command: list[str] | None = Field(default=None, examples=[["gunicorn", "app:app"]])
     # Port the service listens on inside its container; None for workers.
     port: Port | None = Field(default=None, examples=[8000])
@@ -628,6 +641,16 @@ class EnvironmentConfig(Settings):
         names = [worker.name for worker in self.remote_workers]
         for duplicate in sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"remote worker name {duplicate!r} is used twice; each needs its own name")
+        for service, config in self.services.items():
+            if is_bare_repository(config.image) and (
+                self.environment != "production" or self.promotion.from_stack is None
+            ):
+                raise ValueError(
+                    f"services.{service}.image {config.image!r} names a repository without a tag or digest; "
+                    "only a production stack that promotes (promotion.from_stack) may, to run the digest "
+                    "promoted from that repository. Give a tag, e.g. "
+                    f"'{config.image}:1.4.2', or a digest '{config.image}@sha256:<64 hex digits>'"
+                )
         if self.sampling.enabled and self.environment == "production":
             raise ValueError(
                 "sampling.enabled is true on a production stack; only development is sampled into"
@@ -974,13 +997,13 @@ def _refuse_production_tag_pins(values: Mapping[str, Any], source: str, namespac
         return
     for service, service_values in sorted(services.items()):
         image = service_values.get("image") if isinstance(service_values, Mapping) else None
-        if isinstance(image, str) and not _DIGEST_SUFFIX.search(image):
+        if isinstance(image, str) and not _DIGEST_SUFFIX.search(image) and not is_bare_repository(image):
             raise ConfigurationError(
                 f"{source}: {namespace}:services.{service}.image is {image!r}, a tag: production runs "
                 "images by digest only. Pin the digest of that tag instead "
                 f"(`{image.partition('@')[0]}` -> `repo@sha256:<64 hex digits>`, as `docker buildx imagetools "
-                f"inspect {image}` prints it), or remove the key to run what stack promotion.from_stack "
-                "runs"
+                f"inspect {image}` prints it), or name only the repository (`{image.partition('@')[0].rpartition(':')[0] or image}`) "
+                "to run what stack promotion.from_stack runs from it"
             )
 
 

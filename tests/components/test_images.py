@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import parse_environment
+from components.config import ConfigurationError, parse_environment
 from components.images import Resolution, digest_reference, previous_digests, production_resolution
 from tools.desired_state import RenderError, fake_repo_digest
 
@@ -265,3 +265,38 @@ def test_a_promoted_digest_of_another_repository_is_refused(render_stack):
     )
     assert "name the same repository in both stacks" in message
     assert "services.api.image" not in message
+
+
+def test_production_names_only_its_repository_and_runs_the_digest_promoted_from_it(render_stack):
+    """Found on the engine: a production whose images live in another registry could name it no way
+    but by a tag, which is refused; a bare repository now says "promote from here"."""
+    registry = "127.0.0.1:5050/makapix"
+    promoted = {service: f"{registry}/{d.split('/', 2)[2]}" for service, d in DEV.items()}
+    rendering = render_prod(
+        render_stack,
+        dev_digests=promoted,
+        services={
+            service: {"image": f"{registry}/{repo}"}
+            for service, repo in (("api", "api"), ("web", "web"), ("worker", "api"))
+        },
+    )
+    for service in SERVICES:
+        assert container_image(rendering, "prod", service) == promoted[service]
+    # The repository it names still decides: dev's digest from the default registry is refused.
+    with pytest.raises(RenderError, match="name the same repository in both stacks"):
+        render_prod(render_stack, services={"api": {"image": f"{registry}/api"}})
+
+
+@pytest.mark.parametrize(
+    "stack,values",
+    [
+        ("dev", {}),  # development pulls by tag: a bare repository names nothing to pull
+        ("prod", {"promotion": {"from_stack": None}}),  # nothing to promote from
+    ],
+)
+def test_a_bare_repository_outside_a_promoting_production_is_refused(stack, values):
+    config = {**stack_values(stack), **values, "services": {"api": {"image": "ghcr.io/makapix/api"}}}
+    with pytest.raises(
+        ConfigurationError, match=r"services.api.image 'ghcr.io/makapix/api' names a repository without a tag"
+    ):
+        parse_environment(config, f"Pulumi.{stack}.yaml")

@@ -72,6 +72,10 @@ class Application:
     def image(self, service: str, version: str | None = None) -> str:
         return f"{REGISTRY}/{self.images[service][0]}:{version or self.version}"
 
+    def production_repositories(self) -> dict[str, Any]:
+        """Production names only its repositories: it runs the digests promoted from them (never a tag)."""
+        return {service: {"image": f"{REGISTRY}/{repository}"} for service, (repository, _) in self.images.items()}
+
     def overrides(self, version: str | None = None) -> dict[str, Any]:
         return {
             "services": {service: {"image": self.image(service, version)} for service in self.images},
@@ -151,7 +155,7 @@ def deploy_shared_pair(
     dev = harness.apply(dev_render, project_dir)
     print(f"[engine] {application.project}: prod, promoted from dev", file=sys.stderr, flush=True)
     prod_render = harness.render(
-        "prod", project_dir, extra_config={**overrides, "services": {}},
+        "prod", project_dir, extra_config={**overrides, "services": application.production_repositories()},
         references={"dev": dev_render.plain_outputs(), "prod": first_prod_render.plain_outputs()},
     )  # fmt: skip
     prod = harness.apply(prod_render, project_dir)
@@ -250,7 +254,8 @@ def deploy_pair(
     )
     first_dev = harness.apply(first_dev_render, project_dir)
     print(f"[engine] {application.project}: prod, promoted from dev", file=sys.stderr, flush=True)
-    prod_overrides = {**overrides, "services": {}}  # production: digests come from dev, never tags
+    # Production: digests promoted from dev, from the repositories it names, never tags.
+    prod_overrides = {**overrides, "services": application.production_repositories()}
     # prod reads dev's digests, and its own last outputs (none yet: a stack's first deploy).
     prod_render = harness.render(
         "prod",

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from ops.audit import audit
 from tests.engine.harness import CONTAINER, NETWORK, StackHarness
 from tests.engine.probes import postgres_login
 from tests.engine.stacks import (
@@ -133,6 +134,14 @@ def test_the_shared_servers_answer_on_loopback_and_the_wireguard_address(clippyf
     with socket.create_connection((WIREGUARD_ADDRESS, 6379), timeout=5) as redis:
         redis.sendall(b"PING\r\n")
         assert redis.recv(16) == b"+PONG\r\n"
+
+
+def test_the_isolation_audit_finds_nothing_on_the_deployed_stacks(clippyfront: DeployedPair) -> None:
+    report = audit(clippyfront.harness.client, ["clippyfront"])
+    assert report.clean, report.render_text()
+    (summary,) = report.projects
+    assert set(summary.environments) == {"production", "development"}
+    assert summary.shared == {"data": tuple(sorted(SHARED)), "edge": (EDGE,)}
 
 
 def test_cgroup_limits_equal_the_stacks_numbers(clippyfront: DeployedPair) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from ops.audit import Kind, audit
 from tests.engine.harness import CONTAINER, NETWORK, StackHarness
 from tests.engine.probes import mqtt_connect, postgres_login
 from tests.engine.stacks import (
@@ -187,6 +188,30 @@ def test_databases_and_brokers_answer_on_their_host_ports(makapix: DeployedPair)
     assert mqtt_connect("127.0.0.1", 8883, certificates["prod"][0], *certificates["dev"][1:]).startswith("refused")
 
 
+# --- the isolation audit (issue 16) on what actually runs ----------------------------------------
+
+
+def test_the_isolation_audit_finds_nothing_on_the_deployed_stacks_and_finds_drift(makapix: DeployedPair) -> None:
+    client = makapix.harness.client
+    report = audit(client, ["makapix"])
+    assert report.clean, report.render_text()
+    (summary,) = report.projects
+    assert set(summary.environments) == {"production", "development"}
+    assert set(summary.environments["production"]) == set(environment_containers(makapix, "prod"))
+    assert set(summary.environments["development"]) == set(environment_containers(makapix, "dev"))
+    assert summary.shared == {"edge": (EDGE,)}
+    # Drift made by hand: a dev container attached to production's internal network is found, and named.
+    network = client.networks.get("makapix-prod-internal")
+    network.connect("makapix-dev-worker")
+    try:
+        drifted = audit(client, ["makapix"])
+    finally:
+        network.disconnect("makapix-dev-worker")
+    assert [finding.kind for finding in drifted.findings] == [Kind.SHARED_NETWORK]
+    assert "makapix-dev-worker" in drifted.findings[0].containers
+    assert audit(client, ["makapix"]).clean
+
+
 # --- limits ----------------------------------------------------------------------------------------
 
 
@@ -291,7 +316,7 @@ def test_a_release_backs_up_first_promotes_devs_digest_and_the_runbook_rolls_bac
     new_digests = dev_render.plain_outputs()["image_digests"]
     assert new_digests["api"] != old_digests["api"]
     prod_render = harness.render(
-        "prod", project_dir, extra_config={**MAKAPIX.overrides(), "services": {}},
+        "prod", project_dir, extra_config={**MAKAPIX.overrides(), "services": MAKAPIX.production_repositories()},
         references={"dev": dev_render.plain_outputs(), "prod": makapix.prod.rendering.plain_outputs()},
     )  # fmt: skip
     released = harness.apply(prod_render, project_dir)
