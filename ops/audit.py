@@ -550,7 +550,12 @@ class _Project:
         return dict(sorted(present.items()))
 
     def allowed_for_shared(self, kind: str, network: str) -> bool:
-        return kind in SHARED_KINDS and network.startswith(f"{self.name}-") and network.endswith(f"-{kind}")
+        if not (kind in SHARED_KINDS and network.startswith(f"{self.name}-")):
+            return False
+        # A shared server that publishes a host port also joins its owner's plain bridge network
+        # <project>-<name>-published (moby/moby#36174); the shared-network rule keeps that one
+        # environment's.
+        return network.endswith(f"-{kind}") or (kind == "data" and network.endswith("-published"))
 
     def environment_pairs(self) -> list[tuple[ContainerFacts, str]]:
         return [

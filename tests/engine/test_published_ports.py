@@ -38,8 +38,16 @@ def client_certificate(rendering: Rendering, stack: str) -> tuple[str, str, str]
 
 @pytest.fixture(scope="module")
 def infrastructure_of_both(harness: StackHarness) -> Iterator[dict[str, Rendering]]:
+    # Only infrastructure is applied: production keeps its default application images (promoted from
+    # the committed dev outputs), which it never pulls here; a tag would be refused in production.
+    infrastructure_only = {"release": MAKAPIX.overrides()["release"]}
     rendered = {
-        stack: harness.render(stack, MAKAPIX.project_dir, extra_config=MAKAPIX.overrides(), resolve_images=False)
+        stack: harness.render(
+            stack,
+            MAKAPIX.project_dir,
+            extra_config=MAKAPIX.overrides() if stack == "dev" else infrastructure_only,
+            resolve_images=False,
+        )
         for stack in ("prod", "dev")
     }
     try:

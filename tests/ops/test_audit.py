@@ -326,6 +326,16 @@ def test_a_shared_data_server_may_join_data_networks_only() -> None:
     # An edge container on a data network is off its kind.
     edge_on_data = ContainerFacts("makapix-edge-caddy2", EDGE, networks=on("makapix-prod-data"))
     assert kinds(findings_of([*both, server, edge_on_data])) == [Kind.SHARED_NETWORK]
+    # Found on the engine: a shared server publishing a port also joins its owner's plain bridge
+    # <project>-<name>-published (moby/moby#36174), labelled for production; that is its kind too.
+    published = ContainerFacts(
+        "makapix-shared-db", DATA, networks=on("makapix-prod-data", "makapix-dev-data", "makapix-prod-published")
+    )
+    labelled = (NetworkFacts("makapix-prod-published", {"makapix.environment": "production"}),)
+    assert findings_of([*both, published], labelled).clean
+    # An environment's internal network is still off its kind.
+    internal = ContainerFacts("makapix-shared-db", DATA, networks=on("makapix-prod-data", "makapix-dev-internal"))
+    assert kinds(findings_of([*both, internal])) == [Kind.SHARED_NETWORK]
 
 
 def test_an_unlabelled_container_on_an_environment_network_is_a_finding() -> None:
