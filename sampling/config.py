@@ -7,6 +7,7 @@ source prefix, optionally schema-qualified (``users`` or ``public.users``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,13 @@ RuleName = Literal["keep", "null", "constant", "email", "password", "ip", "token
 #: Rules whose output depends on the secret anonymisation key.
 KEYED_RULES = frozenset({"pseudonym"})
 
+
+
+def _matching(value: str, pattern: str, problem: str) -> str:
+    """A PostgreSQL setting's value, checked against its accepted form before any connection is made."""
+    if not re.fullmatch(pattern, value):
+        raise ValueError(problem)
+    return value
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -185,29 +193,21 @@ class SamplingConfig(_Strict):
     @field_validator("source_work_mem")
     @classmethod
     def _memory(cls, value: str) -> str:
-        import re
-
-        if not re.fullmatch(r"\d+\s*(kB|MB|GB)", value):
-            raise ValueError("must look like '256MB' (units kB, MB or GB)")
-        return value
+        return _matching(value, r"\d+\s*(kB|MB|GB)", "must look like '256MB' (units kB, MB or GB)")
 
     @field_validator("source_statement_timeout")
     @classmethod
     def _statement_timeout(cls, value: str) -> str:
-        import re
-
-        if not re.fullmatch(r"0|\d+\s*(ms|s|min|h)", value):
-            raise ValueError("must look like '30min' (units ms, s, min or h), or 0 for no limit")
-        return value
+        return _matching(
+            value, r"0|\d+\s*(ms|s|min|h)", "must look like '30min' (units ms, s, min or h), or 0 for no limit"
+        )
 
     @field_validator("lock_timeout")
     @classmethod
     def _duration(cls, value: str) -> str:
-        import re
-
-        if not re.fullmatch(r"[1-9]\d*\s*(ms|s|min)", value):
-            raise ValueError("must look like '30s' (a positive number with unit ms, s or min)")
-        return value
+        return _matching(
+            value, r"[1-9]\d*\s*(ms|s|min)", "must look like '30s' (a positive number with unit ms, s or min)"
+        )
 
 
 def _format_validation_error(path: str, error: ValidationError) -> str:
