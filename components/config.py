@@ -57,7 +57,9 @@ _IMAGE = re.compile(
     r"^(?:[a-z0-9.-]+:\d{1,5}/)?[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-_POSTGRES_MAJOR = re.compile(r"^(?:[a-z0-9._-]+/)*postgres:(\d+)(?:[.-][A-Za-z0-9_.-]*)?(?:@sha256:[0-9a-f]{64})?$")
+_POSTGRES_MAJOR = re.compile(
+    r"^(?:[a-z0-9._-]+/)*postgres:(\d+)(?:[.-][A-Za-z0-9_.-]*)?(?:@sha256:[0-9a-f]{64})?$"
+)
 _SSH_HOST = re.compile(r"^ssh://([a-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?$")
 
 
@@ -104,7 +106,7 @@ def _memory(value: str) -> str:
 def _service_image(value: str) -> str:
     """A service's image: pinned like any image, or (production only) a bare repository to promote from."""
     if _IMAGE.match(value) and ":" not in value.split("/")[-1] and "@" not in value:
-        return value  # EnvironmentConfig refuses it outside production with promotion.from_stack
+        return value  # parse_environment refuses it outside a production stack that promotes
     return _image(value)
 
 
@@ -315,7 +317,12 @@ class RemoteWorker(Settings):
     name: str = Field(pattern=_NAME.pattern, examples=["gpu1"])
     docker_host: str = Field(pattern=_SSH_HOST.pattern, examples=["ssh://deploy@10.8.0.5"])
     # The worker host's SSH host key, one known_hosts line (ssh-keyscan prints it): required.
-    known_hosts: str | None = Field(default=None, examples=["10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"])
+    known_hosts: str | None = Field(
+        default=None,
+        examples=[
+            "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
+        ],
+    )
     queues: list[str] = Field(default_factory=lambda: ["gpu"], examples=[["gpu"]])
     concurrency: int = Field(default=1, ge=1, le=512)
     gpus: str | None = Field(default=None, examples=["all"])
@@ -396,11 +403,16 @@ class HostSettings(Settings):
     ssh_port: Port = 22
     # The Docker host's SSH host key, one known_hosts line (ssh-keyscan prints it): required with ssh_host.
     ssh_known_hosts: str | None = Field(
-        default=None, examples=["10.0.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"]
+        default=None,
+        examples=[
+            "10.0.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
+        ],
     )
     checkout: HostPath = Field(default="/opt/makapix-infra", examples=["/opt/makapix-infra"])
     # The interpreter that has this project installed, relative to the project directory or checkout.
-    python: str = Field(default=".venv/bin/python", pattern=r"^[A-Za-z0-9._/-]+$", examples=[".venv/bin/python"])
+    python: str = Field(
+        default=".venv/bin/python", pattern=r"^[A-Za-z0-9._/-]+$", examples=[".venv/bin/python"]
+    )
 
     @model_validator(mode="after")
     def _host_key_pinned(self) -> HostSettings:
@@ -631,7 +643,9 @@ class EnvironmentConfig(Settings):
                 "PostgreSQL, e.g. the host's WireGuard address '10.8.0.1'"
             )
         if self.remote_access is not None and self.environment != "production":
-            raise ValueError("remote_access is set on a development stack; only production serves remote workers")
+            raise ValueError(
+                "remote_access is set on a development stack; only production serves remote workers"
+            )
         for worker in self.remote_workers:
             if worker.service not in self.services:
                 raise ValueError(
@@ -641,16 +655,6 @@ class EnvironmentConfig(Settings):
         names = [worker.name for worker in self.remote_workers]
         for duplicate in sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"remote worker name {duplicate!r} is used twice; each needs its own name")
-        for service, config in self.services.items():
-            if is_bare_repository(config.image) and (
-                self.environment != "production" or self.promotion.from_stack is None
-            ):
-                raise ValueError(
-                    f"services.{service}.image {config.image!r} names a repository without a tag or digest; "
-                    "only a production stack that promotes (promotion.from_stack) may, to run the digest "
-                    "promoted from that repository. Give a tag, e.g. "
-                    f"'{config.image}:1.4.2', or a digest '{config.image}@sha256:<64 hex digits>'"
-                )
         if self.sampling.enabled and self.environment == "production":
             raise ValueError(
                 "sampling.enabled is true on a production stack; only development is sampled into"
@@ -673,7 +677,11 @@ class EnvironmentConfig(Settings):
                 f"({', '.join(sorted(self.services))}); name the service whose image holds the migrations "
                 "(its image changing triggers backup and migrations)"
             )
-        if self.release.backup and self.release.pg_bin is None and postgres_major(self.images.postgres) is None:
+        if (
+            self.release.backup
+            and self.release.pg_bin is None
+            and postgres_major(self.images.postgres) is None
+        ):
             raise ValueError(
                 f"release.pg_bin is not set and the PostgreSQL major version cannot be read from images.postgres "
                 f"{self.images.postgres!r}; set release.pg_bin to the directory of a pg_dump at least as new as "
@@ -738,7 +746,9 @@ class EnvironmentConfig(Settings):
         return f"{self.domain.base_url}/api/auth/github/callback"
 
 
-def environment_defaults(environment: str, name: str | None = None, profile: str = "makapix") -> dict[str, Any]:
+def environment_defaults(
+    environment: str, name: str | None = None, profile: str = "makapix"
+) -> dict[str, Any]:
     """Defaults in code for one environment; a stack file overrides only what differs.
 
     ``profile`` is the application (``PROFILES``): the Pulumi project's name selects it.
@@ -977,6 +987,7 @@ def parse_environment(
     )
     if environment == "production":
         _refuse_production_tag_pins(values, source, namespace)
+    _refuse_bare_repositories_without_promotion(values, merged, environment, source, namespace)
     try:
         return EnvironmentConfig.model_validate(merged)
     except ValidationError as error:
@@ -1002,8 +1013,32 @@ def _refuse_production_tag_pins(values: Mapping[str, Any], source: str, namespac
                 f"{source}: {namespace}:services.{service}.image is {image!r}, a tag: production runs "
                 "images by digest only. Pin the digest of that tag instead "
                 f"(`{image.partition('@')[0]}` -> `repo@sha256:<64 hex digits>`, as `docker buildx imagetools "
-                f"inspect {image}` prints it), or name only the repository (`{image.partition('@')[0].rpartition(':')[0] or image}`) "
-                "to run what stack promotion.from_stack runs from it"
+                f"inspect {image}` prints it), or remove the key to run what stack promotion.from_stack runs (name only the "
+                f"repository, `{image.partition('@')[0].rpartition(':')[0] or image}`, to run it from there)"
+            )
+
+
+def _refuse_bare_repositories_without_promotion(
+    values: Mapping[str, Any], merged: Mapping[str, Any], environment: str, source: str, namespace: str
+) -> None:
+    """A bare repository (no tag, no digest) says "run what is promoted from here": production with promotion only."""
+    services = values.get("services")
+    if not isinstance(services, Mapping):
+        return
+    promotion = merged.get("promotion")
+    promotes = isinstance(promotion, Mapping) and promotion.get("from_stack") is not None
+    for service, service_values in sorted(services.items()):
+        image = service_values.get("image") if isinstance(service_values, Mapping) else None
+        if (
+            isinstance(image, str)
+            and is_bare_repository(image)
+            and not (environment == "production" and promotes)
+        ):
+            raise ConfigurationError(
+                f"{source}: {namespace}:services.{service}.image is {image!r}, a repository without a tag or a "
+                "digest; only a production stack that promotes (promotion.from_stack) may name one, to run the "
+                f"digest promoted from it. Give a tag or a digest, e.g. '{image}:1.4.2' or "
+                f"'{image}@sha256:<64 hex digits>'"
             )
 
 

@@ -297,6 +297,6 @@ def test_production_names_only_its_repository_and_runs_the_digest_promoted_from_
 def test_a_bare_repository_outside_a_promoting_production_is_refused(stack, values):
     config = {**stack_values(stack), **values, "services": {"api": {"image": "ghcr.io/makapix/api"}}}
     with pytest.raises(
-        ConfigurationError, match=r"services.api.image 'ghcr.io/makapix/api' names a repository without a tag"
+        ConfigurationError, match=r"services.api.image is .ghcr.io/makapix/api., a repository without a tag"
     ):
         parse_environment(config, f"Pulumi.{stack}.yaml")
