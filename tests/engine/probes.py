@@ -1,13 +1,19 @@
-"""Probes the engine tests run from the host: an MQTT CONNECT over mTLS, a PostgreSQL login."""
+"""Probes the engine tests run: from the host an MQTT CONNECT over mTLS, a PostgreSQL login, a GET through
+the edge; a command inside a container; the container names a rendered stack declares."""
 
 from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
 import tempfile
 from pathlib import Path
 
 import psycopg
+
+from tests.engine.harness import CONTAINER
+from tests.engine.stacks import DeployedPair
+from tools.desired_state import Rendering
 
 
 def mqtt_connect(host: str, port: int, ca_pem: str, cert_pem: str, key_pem: str, client_id: str = "engine-test") -> str:
@@ -45,3 +51,30 @@ def postgres_login(url: str) -> str:
             return f"ok {user}@{database}"
     except psycopg.Error as error:
         return f"failed: {error}"
+
+
+def names(rendering: Rendering) -> list[str]:
+    return [
+        resource.plain_inputs()["name"]
+        for resource in rendering.of_type(CONTAINER)
+        if not resource.options.get("provider")
+    ]
+
+
+def exec_in(pair: DeployedPair, container: str, *command: str) -> tuple[int, str]:
+    exit_code, output = pair.harness.client.containers.get(container).exec_run(list(command))
+    return int(exit_code), output.decode(errors="replace")
+
+
+def through_edge(domain: str, path: str) -> tuple[int, dict[str, str], str]:
+    """GET https://DOMAIN/PATH through the edge on the host's port 443 (certificates from Caddy's local CA)."""
+    done = subprocess.run(
+        ["curl", "-sk", "--max-time", "10", "--resolve", f"{domain}:443:127.0.0.1", "-D", "-",
+         f"https://{domain}{path}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    head, _, body = done.stdout.replace("\r\n", "\n").partition("\n\n")
+    lines = head.splitlines()
+    status = int(lines[0].split()[1]) if lines else 0
+    headers = {key.strip().lower(): value.strip() for key, _, value in (line.partition(":") for line in lines[1:])}
+    return status, headers, body

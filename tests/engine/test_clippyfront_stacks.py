@@ -17,7 +17,7 @@ import pytest
 
 from ops.audit import audit
 from tests.engine.harness import CONTAINER, NETWORK, StackHarness
-from tests.engine.probes import postgres_login
+from tests.engine.probes import exec_in, names, postgres_login, through_edge
 from tests.engine.stacks import (
     CLIPPYFRONT,
     DeployedPair,
@@ -26,7 +26,6 @@ from tests.engine.stacks import (
     seed_clippyfront_prod,
     wait_healthy,
 )
-from tools.desired_state import Rendering
 
 pytestmark = pytest.mark.engine
 
@@ -63,21 +62,6 @@ def clippyfront(harness: StackHarness, test_registry: str, wireguard_address: st
     finally:
         for applied in (pair.dev, pair.prod):
             harness.destroy(applied.rendering, keep_protected=False)
-
-
-def names(rendering: Rendering) -> list[str]:
-    return [r.plain_inputs()["name"] for r in rendering.of_type(CONTAINER) if not r.options.get("provider")]
-
-
-def exec_in(pair: DeployedPair, container: str, *command: str) -> tuple[int, str]:
-    exit_code, output = pair.harness.client.containers.get(container).exec_run(list(command))
-    return int(exit_code), output.decode(errors="replace")
-
-
-def through_edge(domain: str, path: str) -> tuple[int, dict[str, str], str]:
-    from tests.engine.test_makapix_stacks import through_edge as get
-
-    return get(domain, path)
 
 
 def test_every_container_is_healthy_and_the_remote_worker_is_left_to_its_host(clippyfront: DeployedPair) -> None:

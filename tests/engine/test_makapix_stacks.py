@@ -18,7 +18,7 @@ import pytest
 
 from ops.audit import Kind, audit
 from tests.engine.harness import CONTAINER, NETWORK, StackHarness
-from tests.engine.probes import mqtt_connect, postgres_login
+from tests.engine.probes import exec_in, mqtt_connect, names, postgres_login, through_edge
 from tests.engine.stacks import (
     MAKAPIX,
     DeployedPair,
@@ -27,7 +27,6 @@ from tests.engine.stacks import (
     seed_makapix_prod,
     wait_healthy,
 )
-from tools.desired_state import Rendering
 
 pytestmark = pytest.mark.engine
 
@@ -45,36 +44,9 @@ def makapix(harness: StackHarness, test_registry: str) -> Iterator[DeployedPair]
             harness.destroy(applied.rendering, keep_protected=False)
 
 
-def names(rendering: Rendering) -> list[str]:
-    return [
-        resource.plain_inputs()["name"]
-        for resource in rendering.of_type(CONTAINER)
-        if not resource.options.get("provider")
-    ]
-
-
 def environment_containers(pair: DeployedPair, stack: str) -> list[str]:
     rendering = pair.prod.rendering if stack == "prod" else pair.dev.rendering
     return [name for name in names(rendering) if name != EDGE]
-
-
-def exec_in(pair: DeployedPair, container: str, *command: str) -> tuple[int, str]:
-    exit_code, output = pair.harness.client.containers.get(container).exec_run(list(command))
-    return int(exit_code), output.decode(errors="replace")
-
-
-def through_edge(domain: str, path: str) -> tuple[int, dict[str, str], str]:
-    """GET https://DOMAIN/PATH through the edge on the host's port 443 (certificates from Caddy's local CA)."""
-    done = subprocess.run(
-        ["curl", "-sk", "--max-time", "10", "--resolve", f"{domain}:443:127.0.0.1", "-D", "-",
-         f"https://{domain}{path}"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    head, _, body = done.stdout.replace("\r\n", "\n").partition("\n\n")
-    lines = head.splitlines()
-    status = int(lines[0].split()[1]) if lines else 0
-    headers = {key.strip().lower(): value.strip() for key, _, value in (line.partition(":") for line in lines[1:])}
-    return status, headers, body
 
 
 # --- health ----------------------------------------------------------------------------------------
