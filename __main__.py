@@ -9,8 +9,9 @@ from components.images import DIGESTS_OUTPUT, PREVIOUS_DIGESTS_OUTPUT, ServiceIm
 from components.isolation import fingerprint
 from components.isolation_check import IsolationCheck, IsolationCheckArgs
 from components.monitoring import monitoring_output
-from components.mqtt import MqttBroker, MqttBrokerArgs
+from components.mqtt import MqttBrokerArgs, mqtt_broker
 from components.networks import EnvironmentNetworks, NetworksArgs
+from components.placement import stack_placement
 from components.redis import Redis, RedisArgs
 from components.release import Migrations, MigrationsArgs, PreDeployBackup, PreDeployBackupArgs
 from components.remote_workers import RemoteWorkers, RemoteWorkersArgs
@@ -22,6 +23,8 @@ from components.stack_config import load_stack_config
 stack = load_stack_config()
 settings = stack.settings
 name = settings.prefix
+# Who runs which server (own, shared owner or guest): decided once, read by every component below.
+placement = stack_placement(settings)
 
 # First: a production image without a digest is refused before any other resource is declared.
 images = ServiceImages(
@@ -30,8 +33,17 @@ images = ServiceImages(
 )
 
 secrets = EnvironmentSecrets(name, EnvironmentSecretsArgs(given=stack.secrets))
-networks = EnvironmentNetworks(name, NetworksArgs(settings=settings))
-edge = Edge(f"{settings.project}-edge", EdgeArgs(settings=settings)) if settings.edge.caddy == "own" else None
+networks = EnvironmentNetworks(
+    name, NetworksArgs(placement=placement, project=settings.project, environment=settings.environment)
+)
+edge = (
+    Edge(
+        f"{settings.project}-edge",
+        EdgeArgs(placement=placement.edge, networks=placement.declared_edge_networks, edge=settings.edge),
+    )
+    if placement.edge.declared
+    else None
+)
 labels = caddy_labels(settings)
 # On a fresh machine (the edge's owner not deployed yet) there is no edge network to join: Docker
 # refuses to start a container on a missing network. The next `up` of this stack joins it.
@@ -39,23 +51,44 @@ edge_networks = [] if stack.edge_owner_absent else [networks.edge_name]
 database = Database(
     f"{name}-db",
     DatabaseArgs(
-        settings=settings,
+        placement=placement.db,
+        database=settings.database,
+        image=settings.images.postgres,
+        resources=settings.resources["db"],
         password=secrets.values["database_password"],
-        internal_network=networks.internal_name,
-        shared_networks=[*networks.shared_data_networks],
+        networks=networks.attach(placement.db.networks),
         published_network=networks.published_name,
     ),
 )
 redis = Redis(
     f"{name}-redis",
     RedisArgs(
-        settings=settings,
-        internal_network=networks.internal_name,
-        shared_networks=[*networks.shared_data_networks],
+        placement=placement.redis,
+        redis=settings.redis,
+        image=settings.images.redis,
+        resources=settings.resources["redis"],
+        networks=networks.attach(placement.redis.networks),
         published_network=networks.published_name,
     ),
 )
-mqtt = MqttBroker(f"{name}-mqtt", MqttBrokerArgs(settings=settings, networks=networks)) if settings.mqtt else None
+mqtt = (
+    mqtt_broker(
+        f"{name}-mqtt",
+        MqttBrokerArgs(
+            placement=placement.mqtt,
+            mqtt=settings.mqtt,
+            image=settings.images.mosquitto,
+            resources=settings.resources["mqtt"],
+            project=settings.project,
+            environment_name=settings.name,
+            public_host=settings.mqtt_public_host,
+            networks=networks.attach(placement.mqtt.networks),
+            published_network=networks.published_name,
+        ),
+    )
+    if settings.mqtt is not None and placement.mqtt is not None
+    else None
+)
 
 release = settings.release
 ssh_private_key = stack.deploy_secrets.get("host_ssh_private_key")
@@ -85,7 +118,7 @@ services = {
             service=service,
             plain_environment=plain_environment,
             secret_environment={**secret_environment, **(mqtt.secret_environment(service) if mqtt else {})},
-            networks=[networks.internal_name, *edge_networks, *networks.shared_data],
+            networks=[networks.internal_name, *edge_networks, *networks.attach(placement.data_network)],
             caddy_labels=labels.get(service, {}),
             depends_on=[
                 *filter(None, [database.container, redis.container, mqtt and mqtt.container, edge]),
@@ -159,7 +192,9 @@ sampling_run = (
     else None
 )
 
-isolation_fingerprint = secrets.hashes().apply(lambda hashes: fingerprint(settings, hashes))
+isolation_fingerprint = secrets.hashes().apply(
+    lambda hashes: fingerprint(settings, hashes).model_dump(mode="json")
+)
 if settings.isolation.peer_stack:
     IsolationCheck(
         f"{name}-isolation",
@@ -179,7 +214,7 @@ pulumi.export(
 )
 pulumi.export("isolation_fingerprint", isolation_fingerprint)
 pulumi.export("database_url", database.url)
-if settings.database.mode == "shared" and settings.environment == "production":
+if placement.db.role == "shared-owner":
     pulumi.export("shared_database_password", database.password)
 if mqtt is not None:
     pulumi.export("mqtt", mqtt.facts)

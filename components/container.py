@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_docker as docker
 
 from components.config import Resources, memory_bytes
+
+if TYPE_CHECKING:
+    from components.placement import ServerPlacement
 
 # Bounded json-file logs: a chatty development container must not fill the production disk.
 LOG_OPTIONS = {"max-size": "10m", "max-file": "5"}
@@ -80,6 +83,21 @@ def owner_labels(project: str, environment: str, shared: str | None = None) -> d
     return {f"{project}.environment": environment}
 
 
-def published_network(network: pulumi.Input[str] | None) -> list[docker.ContainerNetworksAdvancedArgs]:
-    """The plain bridge network a server with published ports also joins (moby/moby#36174), if any."""
-    return [docker.ContainerNetworksAdvancedArgs(name=network)] if network is not None else []
+def server_networks(
+    placement: ServerPlacement, networks: Sequence[pulumi.Input[str]], published: pulumi.Input[str] | None
+) -> list[docker.ContainerNetworksAdvancedArgs]:
+    """A server's networks: where it meets app containers (with its alias, if any), then the plain
+    bridge network its published ports are forwarded from (moby/moby#36174), if it publishes any."""
+    aliases = [placement.alias] if placement.alias is not None else []
+    joined = [docker.ContainerNetworksAdvancedArgs(name=network, aliases=aliases) for network in networks]
+    if placement.ports and published is not None:
+        joined.append(docker.ContainerNetworksAdvancedArgs(name=published))
+    return joined
+
+
+def port_args(placement: ServerPlacement) -> list[docker.ContainerPortArgs]:
+    """The placement's host ports as Docker port bindings."""
+    return [
+        docker.ContainerPortArgs(internal=port.internal, external=port.external, ip=port.ip)
+        for port in placement.ports
+    ]

@@ -10,14 +10,16 @@ containers and joins the edge network named after it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
 from components.caddy_labels import CADDY_GLOBAL_LABELS, ServiceRoute, SiteSettings, site_labels
-from components.config import EnvironmentConfig
-from components.container import LOG_OPTIONS, container_options, labels, owner_labels, replace_when_changed
+from components.config import EdgeSettings, EnvironmentConfig
+from components.container import LOG_OPTIONS, container_options, labels, port_args, replace_when_changed
+from components.placement import ServerPlacement
 
 
 def caddy_labels(settings: EnvironmentConfig) -> dict[str, dict[str, str]]:
@@ -38,13 +40,12 @@ def caddy_labels(settings: EnvironmentConfig) -> dict[str, dict[str, str]]:
     )
 
 
-def edge_network_name(settings: EnvironmentConfig, environment_name: str) -> str:
-    return f"{settings.project}-{environment_name}-edge"
-
-
 @dataclass(frozen=True)
 class EdgeArgs:
-    settings: EnvironmentConfig
+    placement: ServerPlacement
+    # The edge network of every served environment, by environment name (StackPlacement).
+    networks: Mapping[str, str]
+    edge: EdgeSettings
 
 
 class Edge(pulumi.ComponentResource):
@@ -55,37 +56,34 @@ class Edge(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("makapix:edge:Caddy", name, None, opts)
-        settings = args.settings
-        edge = settings.edge
+        placement = args.placement
+        assert placement.declared and placement.volume is not None, "only the edge's owner declares Caddy"
         self.networks = {
             served: docker.Network(
                 f"{name}-{served}",
-                name=edge_network_name(settings, served),
+                name=network,
                 driver="bridge",
                 opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
             )
-            for served in edge.serves
+            for served, network in args.networks.items()
         }
         data = docker.Volume(
             f"{name}-data",
-            name=f"{settings.project}-edge_caddy_data",
+            name=placement.volume,
             # Certificates and ACME account: losing them means re-issuing against rate limits.
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
         network_names = [network.name for network in self.networks.values()]
         self.container = docker.Container(
             f"{name}-container",
-            name=f"{settings.project}-edge-caddy",
-            image=edge.image,
+            name=placement.container,
+            image=args.edge.image,
             envs=[
                 pulumi.Output.all(*network_names).apply(
                     lambda names: "CADDY_INGRESS_NETWORKS=" + ",".join(names)
                 )
             ],
-            ports=[
-                docker.ContainerPortArgs(internal=80, external=edge.http_port),
-                docker.ContainerPortArgs(internal=443, external=edge.https_port),
-            ],
+            ports=port_args(placement),
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=data.name, container_path="/data"),
                 # caddy-docker-proxy reads container labels from the Docker API; it never needs to write.
@@ -96,9 +94,7 @@ class Edge(pulumi.ComponentResource):
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=network) for network in network_names
             ],
-            labels=labels(
-                {**CADDY_GLOBAL_LABELS, **owner_labels(settings.project, settings.environment, "edge")}
-            ),
+            labels=labels({**CADDY_GLOBAL_LABELS, **(placement.labels or {})}),
             restart="unless-stopped",
             log_driver="json-file",
             log_opts=LOG_OPTIONS,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.config import EnvironmentConfig, Resources, memory_bytes
-from components.isolation import infrastructure_services
+from components.placement import stack_placement
 from ops.monitoring import (
     ApiMonitoring,
     ContainerLimits,
@@ -33,23 +33,18 @@ def _limits(name: str, service: str, resources: Resources) -> ContainerLimits:
 
 def monitoring_output(settings: EnvironmentConfig, sampling: dict[str, Any] | None = None) -> dict[str, Any]:
     """The plain JSON the stack exports as ``monitoring`` (``sampling``: the dev stack's run summary)."""
+    placement = stack_placement(settings)
     containers = [
         _limits(settings.container_name(service), service, config.resources)
         for service, config in settings.services.items()
     ]
-    for service in infrastructure_services(settings):
-        containers.append(_limits(settings.container_name(service), service, settings.resources[service]))  # type: ignore[index]
-    database_container = settings.container_name("db")
-    if settings.database.mode == "shared":
-        database_container = settings.shared_container_name("db")
-        if settings.environment == "production":
-            containers.append(_limits(database_container, "db", settings.resources["db"]))
-    if settings.redis.mode == "shared" and settings.environment == "production":
-        containers.append(
-            _limits(settings.shared_container_name("redis"), "redis", settings.resources["redis"])
-        )
-    if settings.mqtt is not None and settings.mqtt.mode == "shared" and settings.environment == "production":
-        containers.append(_limits(settings.shared_container_name("mqtt"), "mqtt", settings.resources["mqtt"]))
+    # The servers this stack runs: its own ones, then the shared ones it owns (the order of earlier exports).
+    for role, kinds in (("own", ("redis", "db", "mqtt")), ("shared-owner", ("db", "redis", "mqtt"))):
+        for kind in kinds:
+            server = placement.servers.get(kind)
+            if server is not None and server.role == role:
+                containers.append(_limits(server.container, kind, settings.resources[kind]))  # type: ignore[index]
+    database_container = placement.db.container
     production = settings.environment == "production"
     thresholds = settings.monitoring
     output = MonitoringOutput(

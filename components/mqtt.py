@@ -37,16 +37,16 @@ import pulumi_docker as docker
 import pulumi_random as random
 import pulumi_tls as tls
 
-from components.config import EnvironmentConfig, MqttSettings
+from components.config import EnvironmentConfig, MqttSettings, Resources
 from components.container import (
     LOG_OPTIONS,
     container_options,
     healthcheck,
     labels,
     limit_args,
-    owner_labels,
-    published_network,
+    port_args,
     replace_when_changed,
+    server_networks,
 )
 from components.mosquitto_files import (
     BrokerFiles,
@@ -57,10 +57,10 @@ from components.mosquitto_files import (
     render_dedicated,
     render_shared,
 )
-from components.networks import EnvironmentNetworks
+from components.placement import MQTT_TLS_PORT, ServerPlacement
 
 # Inside the container: the mTLS (dedicated) or TLS (shared) listener, and the shared broker's plain one.
-TLS_PORT = 8883
+TLS_PORT = MQTT_TLS_PORT
 PLAIN_PORT = 1883
 # The app containers that talk to the broker; web never does, so it never gets MQTT credentials.
 CLIENT_SERVICES = ("api", "worker")
@@ -128,8 +128,28 @@ def files_digest(*contents: str | None) -> str:
 
 @dataclass(frozen=True)
 class MqttBrokerArgs:
-    settings: EnvironmentConfig
-    networks: EnvironmentNetworks
+    placement: ServerPlacement
+    mqtt: MqttSettings
+    image: str
+    resources: Resources
+    # Who the broker belongs to: the CA's organisation and name, and the account of a guest.
+    project: str
+    environment_name: str
+    # The host name devices connect to (mqtt.public_host or domain.root).
+    public_host: str
+    # The placement's networks as inputs (``EnvironmentNetworks.attach``), and its published network.
+    networks: list[pulumi.Input[str]]
+    published_network: pulumi.Input[str] | None = None
+
+
+def mqtt_broker(name: str, args: MqttBrokerArgs, opts: pulumi.ResourceOptions | None = None) -> MqttBroker:
+    """The broker component for the placement's role: own, shared (its owner) or an account on it."""
+    broker_types: dict[str, type[MqttBroker]] = {
+        "own": DedicatedMqttBroker,
+        "shared-owner": SharedMqttBroker,
+        "shared-guest": SharedMqttAccount,
+    }
+    return broker_types[args.placement.role](name, args, opts)
 
 
 class MqttBroker(pulumi.ComponentResource):
@@ -138,42 +158,53 @@ class MqttBroker(pulumi.ComponentResource):
     container: docker.Container | None
     volume: docker.Volume | None
     ca_certificate: pulumi.Output[str] | None
-    # Shared mode, production: the other environments' passwords, by environment name.
+    # Shared broker, its owner: the other environments' passwords, by environment name.
     guest_passwords: dict[str, pulumi.Output[str]]
     facts: dict[str, Any]
 
     def __init__(self, name: str, args: MqttBrokerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # One Pulumi type for every mode: switching modes replaces children, never the component's URN.
         super().__init__("makapix:environment:MqttBroker", name, None, opts)
         self._name = name
-        self._settings = settings = args.settings
-        mqtt = broker_settings(settings)
-        shared = mqtt.mode == "shared"
+        self._args = args
         self.container = None
         self.volume = None
         self.ca_certificate = None
         self.guest_passwords = {}
         self._client_secrets: dict[str, pulumi.Output[str]] = {}
-        host = settings.shared_container_name("mqtt") if shared else settings.container_name("mqtt")
+        mqtt, host = args.mqtt, args.placement.container
+        shared = args.placement.role != "own"
         self.facts = {
             "mode": mqtt.mode,
             "container": host,
             "topic_prefix": mqtt.topic_prefix,
             "username": mqtt.username,
             "internal_endpoint": f"mqtt://{host}:{PLAIN_PORT}" if shared else f"mqtts://mqtt:{TLS_PORT}",
-            "endpoint": f"mqtts://{settings.mqtt_public_host}:{mqtt.public_port}",
+            "endpoint": f"mqtts://{args.public_host}:{mqtt.public_port}",
         }
-        if shared and settings.environment != "production":
-            self._join_shared_broker()
-            self.register_outputs({"container": host})
-            return
 
+    def secret_environment(self, service: str) -> dict[str, pulumi.Output[str]]:
+        """The MQTT credentials of one app service: certificate and key, or password; none for web."""
+        return dict(self._client_secrets) if service in CLIENT_SERVICES else {}
+
+    def _child(self) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self)
+
+
+class _BrokerServer(MqttBroker):
+    """A broker this stack runs: its CA, server certificate, files, volume and container."""
+
+    def _declare_server(self) -> None:
+        args, name = self._args, self._name
+        mqtt, placement = args.mqtt, args.placement
+        assert placement.volume is not None, "a broker this stack runs has a volume"
         ca_key = self._private_key(f"{name}-ca-key")
         ca = tls.SelfSignedCert(
             f"{name}-ca",
             private_key_pem=ca_key.private_key_pem,
             is_ca_certificate=True,
             subject=tls.SelfSignedCertSubjectArgs(
-                common_name=f"{settings.prefix} MQTT CA", organization=settings.project
+                common_name=f"{args.project}-{args.environment_name} MQTT CA", organization=args.project
             ),
             allowed_uses=["cert_signing", "crl_signing"],
             validity_period_hours=mqtt.ca_validity_days * 24,
@@ -182,28 +213,16 @@ class MqttBroker(pulumi.ComponentResource):
         )
         self.ca_certificate = ca.cert_pem
         self.facts["ca_certificate"] = ca.cert_pem
+        host = placement.container
         server_key, server_cert = self._issue(
-            "server", host, [host, "mqtt", settings.mqtt_public_host], SERVER_USES, ca_key, ca
+            "server", host, [host, "mqtt", args.public_host], SERVER_USES, ca_key, ca
         )
         pems = {"ca.crt": ca.cert_pem, "server.crt": server_cert, "server.key": server_key}
-
-        if shared:
-            files = self._shared_files()
-        else:
-            # The api's and workers' certificate: its CN is their username on the broker.
-            client_key, client_cert = self._issue("client", mqtt.username, [], CLIENT_USES, ca_key, ca)
-            self._client_secrets = {
-                "MQTT_CA_CERT": ca.cert_pem,
-                "MQTT_CLIENT_CERT": client_cert,
-                "MQTT_CLIENT_KEY": client_key,
-            }
-            files = pulumi.Output.from_input(
-                render_dedicated(DedicatedBroker(settings.name, mqtt.topic_prefix, port=TLS_PORT))
-            )
+        files = self._files(ca_key, ca)
 
         self.volume = docker.Volume(
             f"{name}-data",
-            name=f"{settings.project}-shared_mqtt_data" if shared else settings.volume_name("mqtt_data"),
+            name=placement.volume,
             # Retained messages and persistent sessions outlive the container.
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
@@ -215,42 +234,27 @@ class MqttBroker(pulumi.ComponentResource):
         trigger = pulumi.Output.unsecret(
             digest.apply(lambda files_hash: replace_when_changed(healthcheck=check, files=files_hash))
         )
-        # Shared: the broker meets each environment on that environment's data network.
-        networks: list[pulumi.Input[str]] = (
-            list(args.networks.shared_data_networks) if shared else [args.networks.internal_name]
-        )
         self.container = docker.Container(
             f"{name}-container",
             name=host,
-            image=settings.images.mosquitto,
+            image=args.image,
             command=["mosquitto", "-c", CONF_FILE],
-            uploads=broker_uploads(files, pems, with_passwords=shared),
+            uploads=broker_uploads(files, pems, with_passwords=placement.role == "shared-owner"),
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=PATHS.data_dir)],
-            networks_advanced=[
-                *(
-                    docker.ContainerNetworksAdvancedArgs(name=network, aliases=[] if shared else ["mqtt"])
-                    for network in networks
-                ),
-                *published_network(args.networks.published_name),
-            ],
-            # Devices connect from outside: published on every interface (004 §7: 8883 prod, 8884 dev).
-            ports=[docker.ContainerPortArgs(internal=TLS_PORT, external=mqtt.public_port)],
+            networks_advanced=server_networks(placement, args.networks, args.published_network),
+            ports=port_args(placement),
             healthcheck=healthcheck(check),
-            labels=labels(owner_labels(settings.project, settings.environment, "data" if shared else None)),
+            labels=labels(placement.labels or {}),
             restart="unless-stopped",
             log_driver="json-file",
             log_opts=LOG_OPTIONS,
-            **limit_args(settings.resources["mqtt"]),
+            **limit_args(args.resources),
             opts=container_options(self, trigger),
         )
         self.register_outputs({"container": self.container.name, "volume": self.volume.name})
 
-    def secret_environment(self, service: str) -> dict[str, pulumi.Output[str]]:
-        """The MQTT credentials of one app service: certificate and key, or password; none for web."""
-        return dict(self._client_secrets) if service in CLIENT_SERVICES else {}
-
-    def _child(self) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self)
+    def _files(self, ca_key: tls.PrivateKey, ca: tls.SelfSignedCert) -> pulumi.Output[BrokerFiles]:
+        raise NotImplementedError
 
     def _private_key(self, name: str) -> tls.PrivateKey:
         # P-256: small and fast on the players' microcontrollers, supported by every TLS stack.
@@ -266,12 +270,12 @@ class MqttBroker(pulumi.ComponentResource):
         ca: tls.SelfSignedCert,
     ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         """A key and a certificate signed by the environment's CA: (secret key PEM, certificate PEM)."""
-        mqtt = broker_settings(self._settings)
+        mqtt = self._args.mqtt
         key = self._private_key(f"{self._name}-{role}-key")
         request = tls.CertRequest(
             f"{self._name}-{role}-request",
             private_key_pem=key.private_key_pem,
-            subject=tls.CertRequestSubjectArgs(common_name=common_name, organization=self._settings.project),
+            subject=tls.CertRequestSubjectArgs(common_name=common_name, organization=self._args.project),
             dns_names=list(dns_names) or None,
             opts=self._child(),
         )
@@ -288,6 +292,35 @@ class MqttBroker(pulumi.ComponentResource):
         # pulumi-tls marks the key secret in its own state; this keeps it secret wherever it is passed.
         return pulumi.Output.secret(key.private_key_pem), cert.cert_pem
 
+
+class DedicatedMqttBroker(_BrokerServer):
+    """004 §7 A: the environment's own Mosquitto, mTLS only, its own CA and client certificate."""
+
+    def __init__(self, name: str, args: MqttBrokerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        self._declare_server()
+
+    def _files(self, ca_key: tls.PrivateKey, ca: tls.SelfSignedCert) -> pulumi.Output[BrokerFiles]:
+        mqtt = self._args.mqtt
+        # The api's and workers' certificate: its CN is their username on the broker.
+        client_key, client_cert = self._issue("client", mqtt.username, [], CLIENT_USES, ca_key, ca)
+        self._client_secrets = {
+            "MQTT_CA_CERT": ca.cert_pem,
+            "MQTT_CLIENT_CERT": client_cert,
+            "MQTT_CLIENT_KEY": client_key,
+        }
+        return pulumi.Output.from_input(
+            render_dedicated(DedicatedBroker(self._args.environment_name, mqtt.topic_prefix, port=TLS_PORT))
+        )
+
+
+class SharedMqttBroker(_BrokerServer):
+    """004 §7 B, the owner (production): one Mosquitto, a password account per environment."""
+
+    def __init__(self, name: str, args: MqttBrokerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        self._declare_server()
+
     def _password(self, account: str) -> pulumi.Output[str]:
         generated = random.RandomPassword(
             f"{self._name}-{account}-password",
@@ -297,11 +330,10 @@ class MqttBroker(pulumi.ComponentResource):
         )
         return pulumi.Output.secret(generated.result)
 
-    def _shared_files(self) -> pulumi.Output[BrokerFiles]:
-        """Production's shared broker: its own account and one per guest environment."""
-        settings = self._settings
-        mqtt = broker_settings(settings)
-        own = self._password(settings.name)
+    def _files(self, ca_key: tls.PrivateKey, ca: tls.SelfSignedCert) -> pulumi.Output[BrokerFiles]:
+        """Its own account and one per guest environment."""
+        mqtt = self._args.mqtt
+        own = self._password(self._args.environment_name)
         self._client_secrets = {"MQTT_PASSWORD": own}
         self.guest_passwords = {guest: self._password(guest) for guest in sorted(mqtt.guests)}
         self.facts["guests"] = {
@@ -324,34 +356,35 @@ class MqttBroker(pulumi.ComponentResource):
         # only); unsecret keeps them readable in previews. The password file stays secret.
         return pulumi.Output.unsecret(files)
 
-    def _join_shared_broker(self) -> None:
-        """Development in shared mode: its password from the stack that runs the broker, no container."""
-        settings = self._settings
-        mqtt = broker_settings(settings)
-        broker = pulumi.StackReference(
-            f"{self._name}-broker", stack_name=mqtt.broker_stack, opts=self._child()
-        )
+
+class SharedMqttAccount(MqttBroker):
+    """004 §7 B, a guest (development): its password from the stack that runs the broker, no container."""
+
+    def __init__(self, name: str, args: MqttBrokerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        mqtt, environment_name = args.mqtt, args.environment_name
+        broker = pulumi.StackReference(f"{name}-broker", stack_name=mqtt.broker_stack, opts=self._child())
         where = (
             f"stack {mqtt.broker_stack!r} (the shared MQTT broker, makapix:mqtt.broker_stack of this stack)"
         )
 
         def own_password(passwords: Any) -> str:
-            if not isinstance(passwords, dict) or settings.name not in passwords:
+            if not isinstance(passwords, dict) or environment_name not in passwords:
                 raise ValueError(
-                    f"{where} has no account for environment {settings.name!r}: add makapix:mqtt.guests."
-                    f"{settings.name} (username {mqtt.username!r}, topic_prefix {mqtt.topic_prefix!r}) "
+                    f"{where} has no account for environment {environment_name!r}: add makapix:mqtt.guests."
+                    f"{environment_name} (username {mqtt.username!r}, topic_prefix {mqtt.topic_prefix!r}) "
                     "to that stack, run `pulumi up` there, then here"
                 )
-            return str(passwords[settings.name])
+            return str(passwords[environment_name])
 
         def same_account(facts: Any) -> None:
-            account = (facts or {}).get("guests", {}).get(settings.name)
+            account = (facts or {}).get("guests", {}).get(environment_name)
             if account and (account["username"], account["topic_prefix"]) != (
                 mqtt.username,
                 mqtt.topic_prefix,
             ):
                 raise ValueError(
-                    f"{where} knows environment {settings.name!r} as user {account['username']!r} with prefix "
+                    f"{where} knows environment {environment_name!r} as user {account['username']!r} with prefix "
                     f"{account['topic_prefix']!r}, but this stack says {mqtt.username!r} / {mqtt.topic_prefix!r}"
                     ": make makapix:mqtt.username and .topic_prefix equal in both stacks"
                 )
@@ -363,3 +396,4 @@ class MqttBroker(pulumi.ComponentResource):
         self._client_secrets = {"MQTT_PASSWORD": pulumi.Output.secret(checked.apply(lambda both: both[0]))}
         self.facts["broker_stack"] = mqtt.broker_stack
         del self.facts["endpoint"]  # devices use the endpoint the broker's stack exports
+        self.register_outputs({"container": args.placement.container})

@@ -12,7 +12,7 @@ import yaml
 
 from components.caddy_labels import ROBOTS_TAG, ROBOTS_TXT
 from components.config import ConfigurationError, merge_settings, parse_environment
-from components.isolation import check_pair, find_collisions, fingerprint
+from components.isolation import Fingerprint, check_pair, find_collisions, fingerprint
 from tools.caddy_docker_proxy import LabelledContainer, caddyfile_from_containers
 from tools.desired_state import RenderError, Secret, fake_repo_digest
 
@@ -337,7 +337,7 @@ def test_a_fingerprint_of_development_with_remote_workers_is_a_collision():
     """Config refuses it first; the guard also refuses a peer fingerprint that has them (defence in depth)."""
     prod, dev = fingerprint(stack("prod")), fingerprint(stack("dev"))
     assert find_collisions(dev, prod) == []
-    dev["remote_workers"] = ["ssh://deploy@10.8.0.9"]
+    dev = dev.model_copy(update={"remote_workers": ["ssh://deploy@10.8.0.9"]})
     collisions = find_collisions(dev, prod)
     assert [str(c) for c in collisions] == [
         "remote worker: development (dev) declares remote workers on ssh://deploy@10.8.0.9: "
@@ -347,9 +347,10 @@ def test_a_fingerprint_of_development_with_remote_workers_is_a_collision():
 
 def test_a_fingerprint_without_bindings_or_nulls_is_still_compared():
     """A prod stack exported before bindings existed, or with nulls dropped by the Pulumi output, still works."""
-    prod, dev = fingerprint(stack("prod")), fingerprint(stack("dev", redis={"db_index": 1}))
-    del prod["bindings"], prod["mqtt"]
-    prod["oauth"].pop("client_id")
+    exported = fingerprint(stack("prod")).model_dump(mode="json")
+    del exported["bindings"], exported["mqtt"], exported["app_networks"]
+    exported["oauth"].pop("client_id")
+    prod, dev = Fingerprint.model_validate(exported), fingerprint(stack("dev", redis={"db_index": 1}))
     assert kinds(find_collisions(dev, prod)) == {"redis", "bound to the other environment"}
 
 

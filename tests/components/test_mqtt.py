@@ -24,7 +24,7 @@ import pytest
 from pulumi.runtime import rpc
 
 from components.config import ConfigurationError, parse_environment
-from components.isolation import host_ports
+from components.placement import stack_placement
 from components.mqtt import PLAIN_PORT, TLS_PORT
 from tools.desired_state import RenderError, Rendering, Secret, render
 
@@ -263,7 +263,7 @@ def test_development_in_shared_mode_declares_no_broker_and_reads_its_password() 
     assert (env["MQTT_HOST"], env["MQTT_PASSWORD"]) == ("makapix-shared-mqtt", "dev-password-from-prod")
     assert dev.outputs["mqtt"]["broker_stack"] == "prod" and "endpoint" not in dev.outputs["mqtt"]
     settings = parse_environment({"environment": "development", **_required(), **SHARED}, "test")
-    assert 8884 not in host_ports(settings)
+    assert 8884 not in stack_placement(settings).host_ports
 
 
 def test_development_refuses_a_broker_stack_that_does_not_know_it() -> None:
