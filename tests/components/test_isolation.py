@@ -189,3 +189,25 @@ def test_a_server_that_publishes_a_port_sits_on_a_plain_network_of_its_own_envir
             assert not set(plain) & taken_by_other, f"{inputs['name']}: {plain} is joined by the other environment"
             checked += 1
     assert checked >= 1
+
+
+def test_a_network_both_environments_declare_or_their_apps_join_is_a_collision():
+    prod, dev = fingerprint(stack("prod")), fingerprint(stack("dev"))
+    assert find_collisions(prod, dev) == []
+    # Both stacks owning the edge: both would declare every edge network and the Caddy container.
+    both_edges = check_pair(stack("prod"), stack("dev", edge={"caddy": "own", "http_port": 8080, "https_port": 8443}))
+    assert {"network name", "container name", "volume name"} <= kinds(both_edges), both_edges
+    assert "both environments use 'makapix-dev-edge'" in str(both_edges)
+    # A dev whose app containers joined production's internal network.
+    leaking = dev.model_copy(update={"app_networks": [*dev.app_networks, "makapix-prod-internal"]})
+    assert [str(c) for c in find_collisions(prod, leaking)] == [
+        "shared network: app containers of both environments join 'makapix-prod-internal'"
+    ]
+
+
+def test_a_peer_fingerprint_this_program_cannot_read_is_refused_with_what_to_do():
+    from components.isolation_check import IsolationError, check_against_peer
+
+    mine = fingerprint(stack("dev")).model_dump(mode="json")
+    with pytest.raises(IsolationError, match="cannot read.*deploy that stack with this version"):
+        check_against_peer("dev", "prod", mine, {"project": "makapix"})
