@@ -179,14 +179,18 @@ def test_a_server_that_publishes_a_port_sits_on_a_plain_network_of_its_own_envir
     checked = 0
     for stack_name, rendering in renders.items():
         other = renders["dev" if stack_name == "prod" else "prod"]
-        taken_by_other = {name for c in other.of_type("docker:index/container:Container") for name in joined(c)}
+        taken_by_other = {
+            name for c in other.of_type("docker:index/container:Container") for name in joined(c)
+        }
         for container in rendering.of_type("docker:index/container:Container"):
             inputs = container.plain_inputs()
             if not inputs.get("ports") or "edge" in container.name or container.options.get("provider"):
                 continue  # the edge joins both environments by design; remote workers run elsewhere
             plain = [name for name in joined(container) if internal.get(name) is False]
             assert plain, f"{inputs['name']} publishes {inputs['ports']} but sits only on internal networks"
-            assert not set(plain) & taken_by_other, f"{inputs['name']}: {plain} is joined by the other environment"
+            assert not set(plain) & taken_by_other, (
+                f"{inputs['name']}: {plain} is joined by the other environment"
+            )
             checked += 1
     assert checked >= 1
 
@@ -195,7 +199,9 @@ def test_a_network_both_environments_declare_or_their_apps_join_is_a_collision()
     prod, dev = fingerprint(stack("prod")), fingerprint(stack("dev"))
     assert find_collisions(prod, dev) == []
     # Both stacks owning the edge: both would declare every edge network and the Caddy container.
-    both_edges = check_pair(stack("prod"), stack("dev", edge={"caddy": "own", "http_port": 8080, "https_port": 8443}))
+    both_edges = check_pair(
+        stack("prod"), stack("dev", edge={"caddy": "own", "http_port": 8080, "https_port": 8443})
+    )
     assert {"network name", "container name", "volume name"} <= kinds(both_edges), both_edges
     assert "both environments use 'makapix-dev-edge'" in str(both_edges)
     # A dev whose app containers joined production's internal network.
@@ -209,5 +215,5 @@ def test_a_peer_fingerprint_this_program_cannot_read_is_refused_with_what_to_do(
     from components.isolation_check import IsolationError, check_against_peer
 
     mine = fingerprint(stack("dev")).model_dump(mode="json")
-    with pytest.raises(IsolationError, match="cannot read.*deploy that stack with this version"):
+    with pytest.raises(IsolationError, match=r"cannot read.*deploy that stack with this version"):
         check_against_peer("dev", "prod", mine, {"project": "makapix"})

@@ -24,8 +24,8 @@ import pytest
 from pulumi.runtime import rpc
 
 from components.config import ConfigurationError, parse_environment
-from components.placement import stack_placement
 from components.mqtt import PLAIN_PORT, TLS_PORT
+from components.placement import stack_placement
 from tools.desired_state import RenderError, Rendering, Secret, render
 
 if TYPE_CHECKING:  # fixtures' types only

@@ -75,3 +75,20 @@ def test_one_rule_decides_the_role() -> None:
     assert role("dedicated", "production") == role("dedicated", "development") == "own"
     assert role("shared", "production") == "shared-owner"
     assert role("shared", "development") == "shared-guest"
+
+
+def test_a_guest_declares_nothing_and_reaches_the_shared_servers_on_its_own_data_network() -> None:
+    import yaml
+
+    from components.config import parse_environment
+
+    config = yaml.safe_load((CLIPPYFRONT / "Pulumi.dev.yaml").read_text())["config"]
+    values = {key.split(":", 1)[1]: value for key, value in config.items()}
+    placement = stack_placement(parse_environment(values, "Pulumi.dev.yaml", "clippyfront"))
+    for server in (placement.db, placement.redis):
+        assert (server.role, server.volume, server.ports) == ("shared-guest", None, ())
+        assert server.networks == ("clippyfront-dev-data",)
+        assert server.host == server.container  # reached by the shared container's name
+    assert placement.mqtt is None and placement.declared_data_networks == {}
+    assert placement.published_network is None and placement.host_ports == []
+    assert placement.containers == ["clippyfront-dev-web", "clippyfront-dev-worker"]
