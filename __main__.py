@@ -177,7 +177,7 @@ sampling_run = (
         SamplingRunArgs(
             settings=settings,
             stack_file=stack.stack_file,
-            target_url=database.host_url if settings.database.mode == "dedicated" else None,
+            target_url=database.host_url if placement.db.role == "own" else None,
             database_password=database.password,
             source_stack_exists=stack.stack_exists(settings.sampling.source_stack),
             # The sample goes into the migrated schema, after the new app containers are up.
