@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -238,6 +240,33 @@ def write_config(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def start_sampler_run(
+    write_config: Callable[[dict[str, Any]], Path],
+) -> Iterator[Callable[[dict[str, Any], str, str], subprocess.Popen[bytes]]]:
+    """start(config, source, target): ``python -m sampling run`` as its own process (stderr piped), to be
+    signalled or killed by the test; any still running at the end is killed."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(config: dict[str, Any], source: str, target: str) -> subprocess.Popen[bytes]:
+        path = write_config(config)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sampling", "run", "--config", str(path), "--json"],
+            env={**os.environ, "SAMPLING_SOURCE_URL": source, "SAMPLING_TARGET_URL": target},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=Path(__file__).parents[2],
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture

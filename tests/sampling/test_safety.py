@@ -19,6 +19,7 @@ from sampling import run, verify
 from sampling.config import parse_config
 
 Rows = Callable[[str, str], list[tuple[Any, ...]]]
+StartRun = Callable[[dict[str, Any], str, str], subprocess.Popen[bytes]]
 Execute = Callable[[str, str], None]
 
 
@@ -31,40 +32,28 @@ def _with_user(url: str, user: str, password: str) -> str:
 def test_sigkill_midway_leaves_the_target_unchanged(
     makapix: tuple[str, str],
     makapix_config: dict[str, Any],
-    write_config: Callable[[dict[str, Any]], Path],
+    start_sampler_run: StartRun,
     rows: Rows,
     execute: Execute,
 ) -> None:
     source, target = makapix
     # Slow the users COPY down (the source is ours here): by then the target tables are truncated.
     makapix_config["roots"][0]["where"] = "id IN (1, 2) AND pg_sleep(5) IS NOT NULL"
-    path = write_config(makapix_config)
-    env = {**os.environ, "SAMPLING_SOURCE_URL": source, "SAMPLING_TARGET_URL": target}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sampling", "run", "--config", str(path), "--json"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=Path(__file__).parents[2],
-    )
-    try:
-        deadline = time.monotonic() + 30
-        truncated = False
-        while (
-            time.monotonic() < deadline and not truncated
-        ):  # wait until the load transaction holds its locks
-            time.sleep(0.2)
-            truncated = bool(
-                rows(
-                    target,
-                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                    "WHERE c.relname = 'users' AND l.mode = 'AccessExclusiveLock'",
-                )[0][0]
-            )
-        assert truncated, "the run never reached the load"
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=30)
+    process = start_sampler_run(makapix_config, source, target)
+    deadline = time.monotonic() + 30
+    truncated = False
+    while time.monotonic() < deadline and not truncated:  # wait until the load transaction holds its locks
+        time.sleep(0.2)
+        truncated = bool(
+            rows(
+                target,
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE c.relname = 'users' AND l.mode = 'AccessExclusiveLock'",
+            )[0][0]
+        )
+    assert truncated, "the run never reached the load"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
     time.sleep(0.5)  # the server notices the dead client and rolls back
     execute(

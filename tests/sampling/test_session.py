@@ -4,13 +4,10 @@ end on the server when the sampler is interrupted (Ctrl-C), terminated (SIGTERM)
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +19,7 @@ from sampling.errors import ConfigError, SamplingError
 from sampling.session import connect, prepare_source
 
 Rows = Callable[[str, str], list[tuple[Any, ...]]]
+StartRun = Callable[[dict[str, Any], str, str], subprocess.Popen[bytes]]
 
 
 def test_the_source_session_has_jit_off_and_the_configured_timeout(
@@ -76,7 +74,7 @@ def test_stopping_the_sampler_ends_its_statement_on_the_source(
     stop: signal.Signals,
     makapix: tuple[str, str],
     makapix_config: dict[str, Any],
-    write_config: Callable[[dict[str, Any]], Path],
+    start_sampler_run: StartRun,
     rows: Rows,
     postgres_server_url: str,
 ) -> None:
@@ -84,33 +82,20 @@ def test_stopping_the_sampler_ends_its_statement_on_the_source(
     database = urlsplit(source).path.lstrip("/")
     # Ten minutes of server-side work per selected user: only a cancellation ends it soon.
     makapix_config["roots"][0]["where"] = "id IN (1, 2) AND pg_sleep(600) IS NOT NULL"
-    path = write_config(makapix_config)
-    env = {**os.environ, "SAMPLING_SOURCE_URL": source, "SAMPLING_TARGET_URL": target}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sampling", "run", "--config", str(path), "--json"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=Path(__file__).parents[2],
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while (
-            time.monotonic() < deadline
-            and process.poll() is None
-            and not _source_statement(rows, postgres_server_url, database)
-        ):
-            time.sleep(0.2)
-        if process.poll() is not None:
-            assert process.stderr is not None
-            pytest.fail(f"the run ended before its selection started: {process.stderr.read().decode()}")
-        assert _source_statement(rows, postgres_server_url, database), "the selection never started"
-        process.send_signal(stop)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    process = start_sampler_run(makapix_config, source, target)
+    deadline = time.monotonic() + 90
+    while (
+        time.monotonic() < deadline
+        and process.poll() is None
+        and not _source_statement(rows, postgres_server_url, database)
+    ):
+        time.sleep(0.2)
+    if process.poll() is not None:
+        assert process.stderr is not None
+        pytest.fail(f"the run ended before its selection started: {process.stderr.read().decode()}")
+    assert _source_statement(rows, postgres_server_url, database), "the selection never started"
+    process.send_signal(stop)
+    process.wait(timeout=30)
     if stop != signal.SIGKILL:
         assert process.returncode == 130
         assert process.stderr is not None and b"interrupted" in process.stderr.read()
