@@ -135,9 +135,7 @@ def deploy_shared_pair(
     harness: StackHarness, application: Application, seed_prod: Callable[[Rendering], None] | None = None
 ) -> DeployedPair:
     """ClippyFront's first-deploy order (docs/clippyfront.md): prod with pinned digests, dev, prod promoted."""
-    remove_leftovers(harness.client, application.project)
-    for directory in application.host_dirs:
-        Path(directory).mkdir(parents=True, exist_ok=True)
+    prepare_host(harness.client, application)
     project_dir = application.project_dir
     overrides = application.overrides()
     pins = {service: {"image": registry_digest(harness.client, application.image(service))} for service in application.images}
@@ -224,6 +222,13 @@ class DeployedPair:
         }
 
 
+def prepare_host(client: docker.DockerClient, application: Application) -> None:
+    """What a fresh host has before the first deploy: no leftovers, the host directories made."""
+    remove_leftovers(client, application.project)
+    for directory in application.host_dirs:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+
+
 def remove_leftovers(client: docker.DockerClient, project: str) -> None:
     """A fresh machine: remove what an interrupted earlier run left (containers, networks, volumes
     named ``<project>-...``; only these tests deploy the stacks on this engine)."""
@@ -243,9 +248,7 @@ def deploy_pair(
     harness: StackHarness, application: Application, seed_prod: Callable[[Rendering], None] | None = None
 ) -> DeployedPair:
     """dev (prod absent), prod, then ``seed_prod`` (production's data), then dev again (samples prod)."""
-    remove_leftovers(harness.client, application.project)
-    for directory in application.host_dirs:
-        Path(directory).mkdir(parents=True, exist_ok=True)
+    prepare_host(harness.client, application)
     project_dir = application.project_dir
     overrides = application.overrides()
     print(f"[engine] {application.project}: dev (prod absent)", file=sys.stderr, flush=True)
