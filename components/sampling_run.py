@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_random as random
 
-from components.config import ConfigurationError, EnvironmentConfig
+from components.config import EnvironmentConfig
 from components.host_command import HostCommandArgs, host_command
+from components.parsing import ConfigurationError
 from sampling.config import SamplingConfig, load_config
 from sampling.errors import ConfigError
 from sampling.stack_run import SOURCE_ABSENT_ENV, parse_summary

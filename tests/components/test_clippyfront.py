@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from components.caddy_labels import ROBOTS_TAG, ROBOTS_TXT
-from components.config import ConfigurationError, merge_settings, parse_environment
 from components.isolation import check_pair, find_collisions, fingerprint
+from components.parsing import ConfigurationError, merge_settings, parse_environment
 from tools.caddy_docker_proxy import LabelledContainer, caddyfile_from_containers
 from tools.desired_state import RenderError, Secret, fake_repo_digest
 
