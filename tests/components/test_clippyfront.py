@@ -227,6 +227,12 @@ def test_remote_worker_runs_on_its_own_docker_host_bound_to_production(render_st
     assert local and all("provider" not in c.options for c in local)
 
 
+def test_a_bad_sampling_file_is_named_under_the_clippyfront_namespace(render_stack):
+    with pytest.raises(RenderError) as refused:
+        render(render_stack, "dev", sampling={"config_file": "nowhere.yaml"})
+    assert "Pulumi.dev.yaml: clippyfront:sampling.config_file 'nowhere.yaml' cannot be read" in str(refused.value)
+
+
 def test_a_remote_worker_declared_by_development_is_refused(render_stack):
     with pytest.raises(RenderError, match="remote workers join production only"):
         render(
