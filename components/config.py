@@ -1,14 +1,10 @@
-"""The validated configuration of one environment (one Pulumi stack).
+"""The model of one environment (one Pulumi stack): its settings, their validation and derived names.
 
-Every setting lives under the project's config namespace (``makapix:<concern>``); structured
-settings are objects in the stack file.  Defaults live in this module (``environment_defaults``)
-and a stack file holds only what differs.  How a stack value overrides a default is one rule,
-applied by ``merge_settings``:
-
-    maps merge key by key (recursively); every other value — lists included — replaces.
-
-So ``makapix:services: {worker: {concurrency: 8}}`` changes only the worker's concurrency, while
-``makapix:services: {worker: {queues: [cpu]}}`` replaces the whole queue list.
+Every setting lives under the project's config namespace (``<project>:<concern>``, e.g.
+``makapix:database``); structured settings are objects in the stack file.  The model holds no application's values: a default here
+is neutral (a port, a limit, a policy); what names an application — its project, database user,
+paths, images — comes from its profile (components/profiles.py), and a stack file overrides that
+(components/parsing.py: ``parse_environment``).
 
 Secrets are never part of this model: they are ``secure:`` stack values read as Pulumi secrets
 (``SECRET_KEYS``) or generated per stack by the components (pulumi-random).
@@ -17,8 +13,7 @@ Secrets are never part of this model: they are ``secure:`` stack values read as 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -26,7 +21,6 @@ from pydantic import (
     ConfigDict,
     Field,
     IPvAnyAddress,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -35,7 +29,7 @@ from components.known_hosts import HostKey, how_to_get, parse_known_hosts_line
 
 Environment = Literal["production", "development"]
 
-# Secret config keys (``pulumi config set --secret makapix:<key>``); each optional unless noted.
+# Secret config keys (``pulumi config set --secret <project>:<key>``); each optional unless noted.
 SECRET_KEYS = {
     "jwt_secret": "JWT signing key; generated per stack when not given",
     "database_password": "password of the application's PostgreSQL role; generated when not given",
@@ -182,7 +176,7 @@ class DatabaseSettings(Settings):
     mode: Literal["dedicated", "shared"] = "dedicated"
     name: Identifier = Field(examples=["makapix_dev"])
     table_prefix: str = Field(default="", pattern=r"^([a-z][a-z0-9_]*_)?$", examples=["dev_"])
-    user: Identifier = Field(default="makapix", examples=["makapix"])
+    user: Identifier = Field(examples=["makapix"])
     # Shared mode: the stack that runs the shared server; its `shared_database_password` output is used.
     server_stack: str = Field(default="prod", examples=["organization/clippyfront/prod"])
     # Published on the host's loopback only, for the sampler and backups (never on 0.0.0.0).
@@ -268,7 +262,7 @@ class VaultSettings(Settings):
 
 
 class OAuthSettings(Settings):
-    """The environment's own GitHub OAuth app (004 §8); its secret is ``makapix:github_oauth_client_secret``."""
+    """The environment's own GitHub OAuth app (004 §8); its secret is ``<project>:github_oauth_client_secret``."""
 
     github_client_id: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9_.-]{4,64}$", examples=["Ov23xxDEV"]
@@ -408,7 +402,8 @@ class HostSettings(Settings):
             "10.0.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
         ],
     )
-    checkout: HostPath = Field(default="/opt/makapix-infra", examples=["/opt/makapix-infra"])
+    # The profile derives it from the project: /opt/<project>-infra.
+    checkout: HostPath = Field(examples=["/opt/makapix-infra"])
     # The interpreter that has this project installed, relative to the project directory or checkout.
     python: str = Field(
         default=".venv/bin/python", pattern=r"^[A-Za-z0-9._/-]+$", examples=[".venv/bin/python"]
@@ -453,7 +448,7 @@ class ReleaseSettings(Settings):
 
     # pg_dump -Fc of the database before new app containers start, when the api image or migrations change.
     backup: bool = False
-    backup_dir: HostPath = Field(default="/srv/makapix/backups", examples=["/srv/makapix/backups"])
+    backup_dir: HostPath = Field(examples=["/srv/makapix/backups/prod"])
     keep: int = Field(default=7, ge=1, le=1000, examples=[7])
     # Directory of pg_dump on the Docker host; default /usr/lib/postgresql/<images.postgres major>/bin.
     pg_bin: HostPath | None = Field(default=None, examples=["/usr/lib/postgresql/17/bin"])
@@ -484,14 +479,15 @@ class SamplingSettings(Settings):
     """The development database is filled from production by the sampler (004 §4-5)."""
 
     enabled: bool = False
-    config_file: str = Field(default="sampling/makapix.yaml", examples=["sampling/makapix.yaml"])
+    # The sampling configuration (tables, relations, anonymisation) of the application.
+    config_file: str = Field(examples=["sampling/makapix.yaml"])
     fraction: float = Field(default=0.1, gt=0, le=1, examples=[0.1])
     seed: int = Field(default=1, ge=0, examples=[1])
     # Change this value to force a new sampling run on the next `pulumi up`.
     refresh: str = Field(default="", examples=["2026-11-22"])
     source_stack: str = Field(default="prod", examples=["organization/makapix/prod"])
     # Production: the SELECT-only role the sampler logs in as, and the schemas it may read.
-    reader_role: Identifier = Field(default="makapix_sampler", examples=["makapix_sampler"])
+    reader_role: Identifier = Field(examples=["makapix_sampler"])
     reader_schemas: list[Identifier] = Field(default_factory=lambda: ["public"], examples=[["public"]])
 
 
@@ -583,9 +579,10 @@ class ApplicationSettings(Settings):
 class EnvironmentConfig(Settings):
     """Everything that makes one environment of the application; one stack, one of these."""
 
-    project: str = Field(default="makapix", pattern=_NAME.pattern, examples=["makapix"])
+    # The application (its profile sets it); every container, volume and network name starts with it.
+    project: str = Field(pattern=_NAME.pattern, examples=["makapix"])
     environment: Environment = Field(examples=["development"])
-    # Short name carried by every container, volume and network: makapix-<name>-db.
+    # Short name carried by every container, volume and network: <project>-<name>-db.
     name: str = Field(pattern=_NAME.pattern, examples=["dev"])
     domain: DomainSettings
     database: DatabaseSettings
@@ -604,11 +601,11 @@ class EnvironmentConfig(Settings):
     remote_workers: list[RemoteWorker] = Field(default_factory=list)
     remote_access: RemoteAccessSettings | None = None
     edge: EdgeSettings
-    host: HostSettings = HostSettings()
+    host: HostSettings
     isolation: IsolationSettings = IsolationSettings()
     promotion: PromotionSettings = PromotionSettings()
-    release: ReleaseSettings = ReleaseSettings()
-    sampling: SamplingSettings = SamplingSettings()
+    release: ReleaseSettings
+    sampling: SamplingSettings
     monitoring: MonitoringSettings = MonitoringSettings()
 
     @field_validator("services")
@@ -744,371 +741,3 @@ class EnvironmentConfig(Settings):
     @property
     def github_redirect_uri(self) -> str:
         return f"{self.domain.base_url}/api/auth/github/callback"
-
-
-def environment_defaults(
-    environment: str, name: str | None = None, profile: str = "makapix"
-) -> dict[str, Any]:
-    """Defaults in code for one environment; a stack file overrides only what differs.
-
-    ``profile`` is the application (``PROFILES``): the Pulumi project's name selects it.
-    """
-    production = environment == "production"
-    name = name or ("prod" if production else "dev")
-    limits = _PRODUCTION_LIMITS if production else _DEVELOPMENT_LIMITS
-    app_image = "ghcr.io/makapix/{}:1.0.0"
-    defaults = {
-        "project": "makapix",
-        "name": name,
-        "database": {
-            "mode": "dedicated",
-            "name": "makapix" if production else "makapix_dev",
-            "host_port": 55432 if production else 55433,
-            "tuning": {} if production else dict(_DEVELOPMENT_TUNING),
-        },
-        "redis": {"mode": "dedicated", "db_index": 1 if production else 0},
-        "mqtt": {
-            "mode": "dedicated",
-            "public_port": 8883 if production else 8884,
-            "topic_prefix": "makapix" if production else "makapix-dev",
-            "username": "makapix-api" if production else "makapix-dev-api",
-            # Shared mode (004 §7 B): production's broker also serves development's account.
-            "guests": (
-                {"dev": {"username": "makapix-dev-api", "topic_prefix": "makapix-dev"}} if production else {}
-            ),
-        },
-        "services": {
-            "api": {
-                "image": app_image.format("api"),
-                "port": 8000,
-                "route": "/api",
-                "healthcheck": [
-                    "CMD-SHELL",
-                    "wget -qO- http://127.0.0.1:8000/api/health >/dev/null || exit 1",
-                ],
-                "resources": limits["api"],
-            },
-            "web": {
-                "image": app_image.format("web"),
-                "port": 3000,
-                "route": "/",
-                "healthcheck": ["CMD-SHELL", "wget -qO- http://127.0.0.1:3000/ >/dev/null || exit 1"],
-                "resources": limits["web"],
-            },
-            "worker": {
-                "image": app_image.format("api"),
-                "command": ["celery", "-A", "app.tasks.celery_app", "worker", "--loglevel=info"],
-                "queues": ["celery", "cpu", "gpu"],
-                "concurrency": 4 if production else 1,
-                "resources": limits["worker"],
-            },
-        },
-        "resources": {service: limits[service] for service in ("db", "redis", "mqtt")},
-        "edge": {"caddy": "own" if production else "attach", "block_crawlers": not production},
-        "isolation": {"peer_stack": None if production else "prod"},
-        "sampling": {"enabled": not production},
-        "application": {"variables": dict(_MAKAPIX_VARIABLES)},
-        # Production runs what development verified (by digest) and is backed up before each release.
-        "promotion": {"from_stack": "dev" if production else None},
-        "release": {"backup": production, "backup_dir": f"/srv/makapix/backups/{name}"},
-    }
-    if profile == "clippyfront":
-        # Top-level replace, not merge: ClippyFront has other services and no MQTT or email.
-        defaults.update(_clippyfront_defaults(production, name, limits))
-    return defaults
-
-
-# 004 §9: the variables Makapix's api, web and workers read.
-_MAKAPIX_VARIABLES = {
-    "ENVIRONMENT": "environment",
-    "ROOT_DOMAIN": "domain.root",
-    "WEB_DOMAIN": "domain.web",
-    "BASE_URL": "domain.base_url",
-    "NEXT_PUBLIC_API_BASE_URL": "domain.base_url",
-    "VAULT_DOMAIN": "domain.vault",
-    "DB_DATABASE": "database.name",
-    "TABLE_PREFIX": "database.table_prefix",
-    "DATABASE_URL": "database.url",
-    "REDIS_URL": "redis.url",
-    "CELERY_BROKER_URL": "redis.url",
-    "CELERY_RESULT_BACKEND": "redis.url",
-    "VAULT_HOST_PATH": "vault.host_path",
-    "VAULT_PATH": "vault.container_path",
-    "MQTT_HOST": "mqtt.host",
-    "MQTT_PORT": "mqtt.port",
-    "MQTT_TLS_ENABLED": "mqtt.tls_enabled",
-    "MQTT_PUBLIC_PORT": "mqtt.public_port",
-    "MQTT_TOPIC_PREFIX": "mqtt.topic_prefix",
-    "MQTT_USERNAME": "mqtt.username",
-    "RESEND_FROM_EMAIL": "email.from_address",
-    "RESEND_API_KEY": "secret.resend_api_key",
-    "GITHUB_OAUTH_CLIENT_ID": "oauth.github_client_id",
-    "GITHUB_OAUTH_CLIENT_SECRET": "secret.github_oauth_client_secret",
-    "GITHUB_REDIRECT_URI": "oauth.redirect_uri",
-    "JWT_SECRET_KEY": "secret.jwt_secret",
-}
-
-# 000: the variables ClippyFront's gunicorn app and Celery workers read (.env), plus its admin user.
-_CLIPPYFRONT_VARIABLES = {
-    "TABLE_PREFIX": "database.table_prefix",
-    "DATABASE_URL": "database.url",
-    "REDIS_URL": "redis.url",
-    "CELERY_BROKER_URL": "redis.url",
-    "CELERY_RESULT_BACKEND": "redis.url",
-    "CLIPPY_INSTANCE_PATH": "vault.container_path",
-    "ADMIN_USERNAME": "admin.username",
-    "ADMIN_EMAIL": "admin.email",
-    "ADMIN_PASSWORD": "secret.admin_password",
-}
-
-
-def _clippyfront_defaults(production: bool, name: str, limits: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """000: one database ``clippy_front`` with table prefixes, one Redis with a DB per environment."""
-    image = "ghcr.io/clippyfront/clippyfront:1.0.0"
-    return {
-        "project": "clippyfront",
-        "database": {
-            "mode": "shared",
-            "name": "clippy_front",
-            "table_prefix": "opt_" if production else "dev_",
-            "user": "clippyfront",
-            # The shared server is production's; development publishes nothing.
-            "host_port": 55432 if production else None,
-            "tuning": {},
-        },
-        "redis": {"mode": "shared", "db_index": 1 if production else 0},
-        "mqtt": None,
-        "email": None,
-        # The instance directory (uploads, renders, logs): CLIPPY_INSTANCE_PATH.
-        "vault": {"container_path": "/app/instance"},
-        "services": {
-            "web": {
-                "image": image,
-                "command": ["gunicorn", "--bind", "0.0.0.0:8000", "main:app"],
-                "port": 8000,
-                "route": "/",
-                # The image is Python: no wget/curl assumed.
-                "healthcheck": [
-                    "CMD",
-                    "python3",
-                    "-c",
-                    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=4)",
-                ],
-                "resources": limits["api"],
-            },
-            "worker": {
-                "image": image,
-                "command": ["celery", "-A", "app.tasks.celery_app", "worker", "--loglevel=info"],
-                "queues": ["celery", "cpu", "gpu"],
-                "concurrency": 2 if production else 1,
-                "resources": limits["worker"],
-            },
-        },
-        "application": {
-            "variables": dict(_CLIPPYFRONT_VARIABLES),
-            "admin": {"username": "admin", "email": "admin@clippyfront.com"},
-        },
-        "sampling": {
-            "enabled": not production,
-            "config_file": "examples/clippyfront/sampling.yaml",
-            "reader_role": "clippyfront_sampler",
-        },
-        # 000 "Database Migrations": Flask-Migrate, run in the new web container.
-        "release": {
-            "backup": production,
-            "backup_dir": f"/srv/clippyfront/backups/{name}",
-            "migrations_command": ["flask", "db", "upgrade"],
-            "migrations_service": "web",
-        },
-    }
-
-
-# Applications with defaults in code; the Pulumi project's name selects one (any other: makapix).
-PROFILES = ("makapix", "clippyfront")
-
-
-# 004 §11: development limits; production gets room to breathe on a shared host.
-_DEVELOPMENT_LIMITS: dict[str, dict[str, Any]] = {
-    "api": {"cpus": 1.0, "memory": "512M", "memory_reservation": "256M"},
-    "web": {"cpus": 0.5, "memory": "256M"},
-    "worker": {"cpus": 1.0, "memory": "1G"},
-    "db": {"cpus": 1.0, "memory": "1G"},
-    "redis": {"cpus": 0.5, "memory": "256M"},
-    "mqtt": {"cpus": 0.25, "memory": "128M"},
-}
-_PRODUCTION_LIMITS: dict[str, dict[str, Any]] = {
-    "api": {"cpus": 2.0, "memory": "2G", "memory_reservation": "512M"},
-    "web": {"cpus": 1.0, "memory": "1G"},
-    "worker": {"cpus": 2.0, "memory": "4G"},
-    "db": {"cpus": 2.0, "memory": "4G", "memory_reservation": "1G"},
-    "redis": {"cpus": 1.0, "memory": "512M"},
-    "mqtt": {"cpus": 0.5, "memory": "256M"},
-}
-# 004 §11: lower resource use of the development database.
-_DEVELOPMENT_TUNING = {"shared_buffers": "128MB", "work_mem": "4MB", "max_connections": "50"}
-
-
-def merge_settings(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The override rule: maps merge key by key, recursively; everything else (lists too) replaces."""
-    merged = dict(defaults)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge_settings(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-class ConfigurationError(Exception):
-    """Configuration that cannot be deployed; the message says where, what and how to fix it."""
-
-
-def parse_environment(
-    stack_values: Mapping[str, Any], source: str, namespace: str = "makapix"
-) -> EnvironmentConfig:
-    """Validate a stack's settings (keys without namespace) on top of the defaults in code.
-
-    ``source`` names where the values came from (the stack file) for error messages.
-    """
-    if not isinstance(stack_values, Mapping):
-        raise ConfigurationError(f"{source}: the config must be a map of {namespace}:* keys")
-    # Secret keys are read separately, as Pulumi secrets; they are not settings.
-    values = {key: value for key, value in stack_values.items() if key not in SECRET_KEYS}
-    environment = values.get("environment")
-    if environment not in ("production", "development"):
-        raise ConfigurationError(
-            f"{source}: {namespace}:environment is {'missing' if environment is None else repr(environment)}; "
-            "set it to 'production' or 'development'"
-        )
-    name = values.get("name") if isinstance(values.get("name"), str) else None
-    profile = namespace if namespace in PROFILES else "makapix"
-    merged = _without_variables_of_null_sections(
-        merge_settings(environment_defaults(environment, name, profile), values), values
-    )
-    if environment == "production":
-        _refuse_production_tag_pins(values, source, namespace)
-    _refuse_bare_repositories_without_promotion(values, merged, environment, source, namespace)
-    try:
-        return EnvironmentConfig.model_validate(merged)
-    except ValidationError as error:
-        raise ConfigurationError(describe_validation_error(error, source, namespace)) from None
-
-
-_DIGEST_SUFFIX = re.compile(r"@sha256:[0-9a-f]{64}$")
-
-
-def _refuse_production_tag_pins(values: Mapping[str, Any], source: str, namespace: str) -> None:
-    """A production stack file that names a service image by tag: refused, never replaced by a promoted digest.
-
-    Production runs digests only; a tag written in its stack file would otherwise be dropped in
-    favour of what ``promotion.from_stack`` exports, so the author would not run what they wrote.
-    """
-    services = values.get("services")
-    if not isinstance(services, Mapping):
-        return
-    for service, service_values in sorted(services.items()):
-        image = service_values.get("image") if isinstance(service_values, Mapping) else None
-        if isinstance(image, str) and not _DIGEST_SUFFIX.search(image) and not is_bare_repository(image):
-            raise ConfigurationError(
-                f"{source}: {namespace}:services.{service}.image is {image!r}, a tag: production runs "
-                "images by digest only. Pin the digest of that tag instead "
-                f"(`{image.partition('@')[0]}` -> `repo@sha256:<64 hex digits>`, as `docker buildx imagetools "
-                f"inspect {image}` prints it), or remove the key to run what stack promotion.from_stack runs (name only the "
-                f"repository, `{image.partition('@')[0].rpartition(':')[0] or image}`, to run it from there)"
-            )
-
-
-def _refuse_bare_repositories_without_promotion(
-    values: Mapping[str, Any], merged: Mapping[str, Any], environment: str, source: str, namespace: str
-) -> None:
-    """A bare repository (no tag, no digest) says "run what is promoted from here": production with promotion only."""
-    services = values.get("services")
-    if not isinstance(services, Mapping):
-        return
-    promotion = merged.get("promotion")
-    promotes = isinstance(promotion, Mapping) and promotion.get("from_stack") is not None
-    for service, service_values in sorted(services.items()):
-        image = service_values.get("image") if isinstance(service_values, Mapping) else None
-        if (
-            isinstance(image, str)
-            and is_bare_repository(image)
-            and not (environment == "production" and promotes)
-        ):
-            raise ConfigurationError(
-                f"{source}: {namespace}:services.{service}.image is {image!r}, a repository without a tag or a "
-                "digest; only a production stack that promotes (promotion.from_stack) may name one, to run the "
-                f"digest promoted from it. Give a tag or a digest, e.g. '{image}:1.4.2' or "
-                f"'{image}@sha256:<64 hex digits>'"
-            )
-
-
-def _without_variables_of_null_sections(merged: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """``email: null`` / ``mqtt: null`` in the stack file also drop the *default* variables read from them.
-
-    "The app sends no email" is then one line. A variable the stack file itself maps to a null
-    section is still refused by the model (it names the variable).
-    """
-    nulled = [section for section in ("mqtt", "email") if section in values and values[section] is None]
-    application = merged.get("application")
-    if not nulled or not isinstance(application, Mapping):
-        return merged
-    own = values.get("application")
-    own_variables = own.get("variables") if isinstance(own, Mapping) else None
-    if not isinstance(own_variables, Mapping):
-        own_variables = {}
-    variables = dict(application.get("variables") or {})
-    for variable, source in variables.items():
-        if variable not in own_variables and isinstance(source, str) and source.split(".")[0] in nulled:
-            variables[variable] = None
-    return {**merged, "application": {**application, "variables": variables}}
-
-
-def describe_validation_error(error: ValidationError, source: str, namespace: str) -> str:
-    """One line per problem: file, key, what is wrong, and what a valid value looks like."""
-    lines = [f"{source}: invalid configuration ({error.error_count()} problem(s)):"]
-    for problem in error.errors():
-        location = [str(part) for part in problem["loc"]]
-        key = (
-            f"{namespace}:{location[0]}" + "".join(f".{part}" for part in location[1:])
-            if location
-            else namespace
-        )
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
-            message = (
-                "unknown key; remove it or check its spelling (see the configuration reference in README.md)"
-            )
-        elif problem["type"] == "missing":
-            message = "required key is missing"
-        got = problem.get("input")
-        detail = (
-            ""
-            if problem["type"] in ("missing", "extra_forbidden") or isinstance(got, dict)
-            else f" (got {got!r})"
-        )
-        example = _example_for(location)
-        hint = f"; e.g. {example!r}" if example is not None and "e.g." not in message else ""
-        lines.append(f"  {key}: {message}{detail}{hint}")
-    return "\n".join(lines)
-
-
-def _example_for(location: list[str]) -> Any:
-    """The documented example of the field at ``location``, found by walking the models."""
-    model: Any = EnvironmentConfig
-    example: Any = None
-    for part in location:
-        fields = getattr(model, "model_fields", None)
-        if fields is None or part not in fields:
-            continue
-        field = fields[part]
-        example = field.examples[0] if field.examples else None
-        annotation = field.annotation
-        model = next(
-            (
-                arg
-                for arg in getattr(annotation, "__args__", (annotation,))
-                if isinstance(arg, type) and issubclass(arg, BaseModel)
-            ),
-            annotation,
-        )
-    return example

@@ -24,7 +24,8 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from components.config import ConfigurationError, EnvironmentConfig
+from components.config import EnvironmentConfig
+from components.parsing import ConfigurationError
 
 DIGESTS_OUTPUT = "image_digests"
 PREVIOUS_DIGESTS_OUTPUT = "previous_image_digests"

@@ -364,14 +364,15 @@ class SharedMqttAccount(MqttBroker):
         super().__init__(name, args, opts)
         mqtt, environment_name = args.mqtt, args.environment_name
         broker = pulumi.StackReference(f"{name}-broker", stack_name=mqtt.broker_stack, opts=self._child())
+        namespace = pulumi.get_project()  # the stack file's key prefix, for error messages
         where = (
-            f"stack {mqtt.broker_stack!r} (the shared MQTT broker, makapix:mqtt.broker_stack of this stack)"
+            f"stack {mqtt.broker_stack!r} (the shared MQTT broker, {namespace}:mqtt.broker_stack of this stack)"
         )
 
         def own_password(passwords: Any) -> str:
             if not isinstance(passwords, dict) or environment_name not in passwords:
                 raise ValueError(
-                    f"{where} has no account for environment {environment_name!r}: add makapix:mqtt.guests."
+                    f"{where} has no account for environment {environment_name!r}: add {namespace}:mqtt.guests."
                     f"{environment_name} (username {mqtt.username!r}, topic_prefix {mqtt.topic_prefix!r}) "
                     "to that stack, run `pulumi up` there, then here"
                 )
@@ -386,7 +387,7 @@ class SharedMqttAccount(MqttBroker):
                 raise ValueError(
                     f"{where} knows environment {environment_name!r} as user {account['username']!r} with prefix "
                     f"{account['topic_prefix']!r}, but this stack says {mqtt.username!r} / {mqtt.topic_prefix!r}"
-                    ": make makapix:mqtt.username and .topic_prefix equal in both stacks"
+                    f": make {namespace}:mqtt.username and .topic_prefix equal in both stacks"
                 )
 
         password: pulumi.Output[str] = pulumi.Output.secret(

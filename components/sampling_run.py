@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_random as random
 
-from components.config import ConfigurationError, EnvironmentConfig
+from components.config import EnvironmentConfig
 from components.host_command import HostCommandArgs, host_command
+from components.parsing import ConfigurationError
 from sampling.config import SamplingConfig, load_config
 from sampling.errors import ConfigError
 from sampling.stack_run import SOURCE_ABSENT_ENV, parse_summary
@@ -35,19 +36,22 @@ SOURCE_URL_OUTPUT = "sampling_source_url"
 SOURCE_VAULT_OUTPUT = "sampling_source_vault"
 
 
-def sampling_config(settings: EnvironmentConfig, stack_file: str) -> tuple[SamplingConfig, str]:
-    """The validated sampling configuration file and the SHA-256 of its bytes (a trigger)."""
+def sampling_config(settings: EnvironmentConfig, stack_file: str, namespace: str) -> tuple[SamplingConfig, str]:
+    """The validated sampling configuration file and the SHA-256 of its bytes (a trigger).
+
+    ``namespace`` is the Pulumi project's name, the stack file's key prefix, for error messages.
+    """
     path = Path(settings.sampling.config_file)
     try:
         content = path.read_bytes()
         config = load_config(path)
     except OSError as error:
         raise ConfigurationError(
-            f"{stack_file}: makapix:sampling.config_file {str(path)!r} cannot be read ({error.strerror}); "
+            f"{stack_file}: {namespace}:sampling.config_file {str(path)!r} cannot be read ({error.strerror}); "
             "give a path relative to the project directory, e.g. 'sampling/makapix.yaml'"
         ) from None
     except ConfigError as error:
-        raise ConfigurationError(f"{stack_file}: makapix:sampling.config_file: {error}") from None
+        raise ConfigurationError(f"{stack_file}: {namespace}:sampling.config_file: {error}") from None
     return config, hashlib.sha256(content).hexdigest()
 
 
@@ -97,10 +101,11 @@ class SamplingRun(pulumi.ComponentResource):
         super().__init__("makapix:environment:SamplingRun", name, None, opts)
         settings = args.settings
         sampling = settings.sampling
-        config, config_hash = sampling_config(settings, args.stack_file)
+        namespace = pulumi.get_project()  # the stack file's key prefix, for error messages
+        config, config_hash = sampling_config(settings, args.stack_file, namespace)
         if args.target_url is None and settings.database.mode != "shared":
             raise ConfigurationError(
-                f"{args.stack_file}: sampling.enabled needs makapix:database.host_port: the sampler reaches the "
+                f"{args.stack_file}: sampling.enabled needs {namespace}:database.host_port: the sampler reaches the "
                 "development database on the host's loopback (e.g. 55433)"
             )
         # One key per dev stack: pseudonyms stay stable across runs and differ from any other stack's.

@@ -10,13 +10,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from components.config import (
-    DEPLOY_SECRET_KEYS,
-    SECRET_KEYS,
-    ConfigurationError,
-    EnvironmentConfig,
-    parse_environment,
-)
+from components.config import DEPLOY_SECRET_KEYS, SECRET_KEYS, EnvironmentConfig
+from components.parsing import ConfigurationError, parse_environment
 
 
 @dataclass(frozen=True)

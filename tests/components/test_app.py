@@ -7,14 +7,8 @@ import pytest
 import yaml
 
 from components.app import application_environment, application_sources
-from components.config import (
-    APPLICATION_SOURCES,
-    DEPLOY_SECRET_KEYS,
-    SECRET_KEYS,
-    ConfigurationError,
-    merge_settings,
-    parse_environment,
-)
+from components.config import APPLICATION_SOURCES, DEPLOY_SECRET_KEYS, SECRET_KEYS
+from components.parsing import ConfigurationError, merge_settings, parse_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def makapix(stack: str = "dev", **changes: Any):
     config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     values = {key.split(":", 1)[1]: value for key, value in config.items()}
-    return parse_environment(merge_settings(values, changes), f"Pulumi.{stack}.yaml")
+    return parse_environment(merge_settings(values, changes), f"Pulumi.{stack}.yaml", "makapix")
 
 
 def test_every_source_the_config_accepts_is_one_the_program_computes():

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from components.caddy_labels import ROBOTS_TAG, ROBOTS_TXT
-from components.config import ConfigurationError, merge_settings, parse_environment
 from components.isolation import Fingerprint, check_pair, find_collisions, fingerprint
+from components.parsing import ConfigurationError, merge_settings, parse_environment
 from tools.caddy_docker_proxy import LabelledContainer, caddyfile_from_containers
 from tools.desired_state import RenderError, Secret, fake_repo_digest
 
@@ -225,6 +225,12 @@ def test_remote_worker_runs_on_its_own_docker_host_bound_to_production(render_st
     # Every local container stays on the local engine.
     local = [c for c in prod.of_type(CONTAINER) if c.parent != "clippyfront-prod-remote"]
     assert local and all("provider" not in c.options for c in local)
+
+
+def test_a_bad_sampling_file_is_named_under_the_clippyfront_namespace(render_stack):
+    with pytest.raises(RenderError) as refused:
+        render(render_stack, "dev", sampling={"config_file": "nowhere.yaml"})
+    assert "Pulumi.dev.yaml: clippyfront:sampling.config_file 'nowhere.yaml' cannot be read" in str(refused.value)
 
 
 def test_a_remote_worker_declared_by_development_is_refused(render_stack):

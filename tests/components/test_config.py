@@ -7,14 +7,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.config import (
-    ConfigurationError,
-    EnvironmentConfig,
-    environment_defaults,
-    memory_bytes,
-    merge_settings,
-    parse_environment,
-)
+from components.config import EnvironmentConfig, memory_bytes
+from components.parsing import ConfigurationError, merge_settings, parse_environment
 
 # The SSH host key of the example worker host 10.8.0.5 (remote workers need it pinned).
 GPU1_KNOWN_HOSTS = "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
@@ -28,7 +22,7 @@ def stack_values(stack: str) -> dict:
 
 
 def parse(values: dict, source: str = "Pulumi.dev.yaml") -> EnvironmentConfig:
-    return parse_environment(values, source)
+    return parse_environment(values, source, "makapix")
 
 
 def dev_with(**changes) -> dict:
@@ -262,12 +256,6 @@ def test_fuzz_nested_values(section, key, value):
         parse(dev_with(**{section: {key: value}}))
     except ConfigurationError as error:
         assert f"makapix:{section}" in str(error)
-
-
-def test_defaults_validate_for_both_environments():
-    for environment in ("production", "development"):
-        defaults = environment_defaults(environment)
-        assert defaults["name"] in ("prod", "dev")
 
 
 def test_remote_workers_in_a_development_stack_are_refused_for_that_reason_not_the_broker():

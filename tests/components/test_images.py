@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import ConfigurationError, parse_environment
 from components.images import Resolution, digest_reference, previous_digests, production_resolution
+from components.parsing import ConfigurationError, parse_environment
 from tools.desired_state import RenderError, fake_repo_digest
 
 CONTAINER = "docker:index/container:Container"
@@ -98,7 +98,7 @@ def test_every_service_pinned_needs_no_dev_stack(render_stack):
     assert rendering.outputs["image_digests"] == OLD
     # With promotion on, full pins take nothing from dev: a fresh machine can deploy prod first.
     assert render_prod(render_stack, dev_digests=None, services=pins).outputs["image_digests"] == OLD
-    settings = parse_environment({**stack_values("prod"), "services": pins}, "Pulumi.prod.yaml")
+    settings = parse_environment({**stack_values("prod"), "services": pins}, "Pulumi.prod.yaml", "makapix")
     assert production_resolution(settings, "Pulumi.prod.yaml", "makapix") == Resolution(
         pinned=OLD, promoted=[]
     )
@@ -299,4 +299,4 @@ def test_a_bare_repository_outside_a_promoting_production_is_refused(stack, valu
     with pytest.raises(
         ConfigurationError, match=r"services.api.image is .ghcr.io/makapix/api., a repository without a tag"
     ):
-        parse_environment(config, f"Pulumi.{stack}.yaml")
+        parse_environment(config, f"Pulumi.{stack}.yaml", "makapix")

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import merge_settings, parse_environment
 from components.isolation import check_pair, find_collisions, fingerprint, secret_hash
+from components.parsing import merge_settings, parse_environment
 from tools.desired_state import RenderError
 
 # The SSH host key of the example worker host 10.8.0.5 (remote workers need it pinned).
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def stack(stack_name: str, /, **changes):
     config = yaml.safe_load((ROOT / f"Pulumi.{stack_name}.yaml").read_text())["config"]
     values = {key.split(":", 1)[1]: value for key, value in config.items()}
-    return parse_environment(merge_settings(values, changes), f"Pulumi.{stack_name}.yaml")
+    return parse_environment(merge_settings(values, changes), f"Pulumi.{stack_name}.yaml", "makapix")
 
 
 def kinds(collisions):

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pytest
 from pulumi.runtime import rpc
 
-from components.config import ConfigurationError, parse_environment
 from components.mqtt import PLAIN_PORT, TLS_PORT
+from components.parsing import ConfigurationError, parse_environment
 from components.placement import stack_placement
 from tools.desired_state import RenderError, Rendering, Secret, render
 
@@ -262,7 +262,7 @@ def test_development_in_shared_mode_declares_no_broker_and_reads_its_password() 
     env = envs(dev, "dev", "api")
     assert (env["MQTT_HOST"], env["MQTT_PASSWORD"]) == ("makapix-shared-mqtt", "dev-password-from-prod")
     assert dev.outputs["mqtt"]["broker_stack"] == "prod" and "endpoint" not in dev.outputs["mqtt"]
-    settings = parse_environment({"environment": "development", **_required(), **SHARED}, "test")
+    settings = parse_environment({"environment": "development", **_required(), **SHARED}, "test", "makapix")
     assert 8884 not in stack_placement(settings).host_ports
 
 
@@ -316,7 +316,7 @@ def _required() -> dict[str, Any]:
 def test_bad_mqtt_settings_name_the_key(mqtt: dict[str, Any], message: str) -> None:
     values = {"environment": "production", **_required(), "mqtt": mqtt}
     with pytest.raises(ConfigurationError) as error:
-        parse_environment(values, "Pulumi.prod.yaml")
+        parse_environment(values, "Pulumi.prod.yaml", "makapix")
     assert "Pulumi.prod.yaml" in str(error.value) and message in str(error.value)
 
 

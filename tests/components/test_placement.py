@@ -80,7 +80,7 @@ def test_one_rule_decides_the_role() -> None:
 def test_a_guest_declares_nothing_and_reaches_the_shared_servers_on_its_own_data_network() -> None:
     import yaml
 
-    from components.config import parse_environment
+    from components.parsing import parse_environment
 
     config = yaml.safe_load((CLIPPYFRONT / "Pulumi.dev.yaml").read_text())["config"]
     values = {key.split(":", 1)[1]: value for key, value in config.items()}

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from components.config import parse_environment
+from components.parsing import parse_environment
 from components.release import backup_pg_bin
 from ops.backup import backup_name, list_backups, restore_database
 from tools.desired_state import RenderError, Secret
@@ -182,7 +182,7 @@ def test_bad_release_settings_name_the_key(render_stack, overrides, message):
     ],
 )
 def test_pg_dump_directory_follows_the_server_major(postgres, pg_bin):
-    settings = parse_environment(_prod_values(images={"postgres": postgres}), "Pulumi.prod.yaml")
+    settings = parse_environment(_prod_values(images={"postgres": postgres}), "Pulumi.prod.yaml", "makapix")
     assert backup_pg_bin(settings) == pg_bin
 
 
@@ -198,12 +198,12 @@ def test_pg_dump_directory_must_be_given_when_the_major_is_unknown(render_stack,
     )
     assert "e.g. '/usr/lib/postgresql/17/bin'" in message
     pinned = parse_environment(
-        _prod_values(images={"postgres": postgres}, release={"pg_bin": "/opt/pg17/bin"}), "Pulumi.prod.yaml"
+        _prod_values(images={"postgres": postgres}, release={"pg_bin": "/opt/pg17/bin"}), "Pulumi.prod.yaml", "makapix"
     )
     assert backup_pg_bin(pinned) == "/opt/pg17/bin"
     # Without a backup nothing needs pg_dump.
     parse_environment(
-        _prod_values(images={"postgres": postgres}, release={"backup": False}), "Pulumi.prod.yaml"
+        _prod_values(images={"postgres": postgres}, release={"backup": False}), "Pulumi.prod.yaml", "makapix"
     )
 
 

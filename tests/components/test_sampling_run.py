@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from components.config import parse_environment
+from components.parsing import parse_environment
 from components.sampling_run import shared_target_url
 from tools.desired_state import RenderError, Secret
 
@@ -196,6 +196,7 @@ def test_shared_mode_targets_the_dev_database_on_productions_server(render_stack
             "database": {"mode": "shared", "name": "clippy_front", "table_prefix": "dev_", "user": "clippy"},
         },
         "Pulumi.dev.yaml",
+        "makapix",
     )
     # Same database, other table prefix: the sampler's mapping (source_prefix/target_prefix) does the rest.
     target = shared_target_url(settings, "postgresql://reader:pw@127.0.0.1:55432/clippy_front", "ownerpw")
