@@ -3,6 +3,7 @@
 import pulumi
 
 from components.app import AppService, AppServiceArgs, application_environment, service_exports
+from components.container import owner_labels
 from components.database import Database, DatabaseArgs
 from components.edge import Edge, EdgeArgs, caddy_labels
 from components.images import DIGESTS_OUTPUT, PREVIOUS_DIGESTS_OUTPUT, ServiceImages, ServiceImagesArgs
@@ -14,7 +15,12 @@ from components.networks import EnvironmentNetworks, NetworksArgs
 from components.placement import stack_placement
 from components.redis import Redis, RedisArgs
 from components.release import Migrations, MigrationsArgs, PreDeployBackup, PreDeployBackupArgs
-from components.remote_workers import RemoteWorkers, RemoteWorkersArgs
+from components.remote_workers import (
+    RemoteWorkers,
+    RemoteWorkersArgs,
+    remote_application_environment,
+    remote_container_name,
+)
 from components.sampling_reader import SamplingReader, SamplingReaderArgs
 from components.sampling_run import SamplingRun, SamplingRunArgs
 from components.secrets import EnvironmentSecrets, EnvironmentSecretsArgs
@@ -29,7 +35,13 @@ placement = stack_placement(settings)
 # First: a production image without a digest is refused before any other resource is declared.
 images = ServiceImages(
     f"{name}-images",
-    ServiceImagesArgs(settings=settings, stack_file=stack.stack_file, namespace=pulumi.get_project()),
+    ServiceImagesArgs(
+        configured={service: config.image for service, config in settings.services.items()},
+        production=settings.environment == "production",
+        promotion=settings.promotion,
+        stack_file=stack.stack_file,
+        namespace=pulumi.get_project(),
+    ),
 )
 
 secrets = EnvironmentSecrets(name, EnvironmentSecretsArgs(given=stack.secrets))
@@ -96,7 +108,9 @@ backup = (
     PreDeployBackup(
         f"{name}-backup",
         PreDeployBackupArgs(
-            settings=settings,
+            host=settings.host,
+            release=release,
+            postgres_image=settings.images.postgres,
             database_url=database.host_url,
             image=images.images[release.migrations_service],
             depends_on=[*filter(None, [database.container])],
@@ -114,8 +128,11 @@ services = {
     service: AppService(
         f"{name}-{service}",
         AppServiceArgs(
-            settings=settings,
             service=service,
+            config=config,
+            container_name=settings.container_name(service),
+            vault=settings.vault,
+            owner_labels=owner_labels(settings.project, settings.environment),
             plain_environment=plain_environment,
             secret_environment={**secret_environment, **(mqtt.secret_environment(service) if mqtt else {})},
             networks=[networks.internal_name, *edge_networks, *networks.attach(placement.data_network)],
@@ -127,14 +144,16 @@ services = {
             image=images.images[service],
         ),
     )
-    for service in settings.services
+    for service, config in settings.services.items()
 }
 migrations = (
     Migrations(
         f"{name}-migrations",
         MigrationsArgs(
-            settings=settings,
+            host=settings.host,
+            release=release,
             container=services[release.migrations_service].container,
+            container_name=settings.container_name(release.migrations_service),
             image=images.images[release.migrations_service],
             ssh_private_key=ssh_private_key,
         ),
@@ -144,12 +163,19 @@ migrations = (
 )
 
 if settings.remote_workers:
+    remote_plain, remote_secret = remote_application_environment(settings, database.password, secrets.values)
     RemoteWorkers(
         f"{name}-remote",
         RemoteWorkersArgs(
-            settings=settings,
-            database_password=database.password,
-            secrets=secrets.values,
+            workers=settings.remote_workers,
+            services=settings.services,
+            container_names={
+                worker.name: remote_container_name(settings, worker) for worker in settings.remote_workers
+            },
+            production=settings.environment == "production",
+            owner_labels=owner_labels(settings.project, settings.environment),
+            plain_environment=remote_plain,
+            secret_environment=remote_secret,
             images=images.images,
             # Like the local app containers: the new image starts only after the pre-deploy backup.
             depends_on=[*filter(None, [database.container, redis.container, backup and backup.command])],
@@ -162,7 +188,10 @@ sampling_reader = (
     SamplingReader(
         f"{name}-sampling-reader",
         SamplingReaderArgs(
-            settings=settings,
+            sampling=settings.sampling,
+            database=settings.database,
+            host=settings.host,
+            vault=settings.vault,
             owner_url=database.host_url,
             depends_on=[*filter(None, [database.container])],
             ssh_private_key=ssh_private_key,
@@ -175,7 +204,10 @@ sampling_run = (
     SamplingRun(
         f"{name}-sampling",
         SamplingRunArgs(
-            settings=settings,
+            sampling=settings.sampling,
+            database=settings.database,
+            host=settings.host,
+            vault=settings.vault,
             stack_file=stack.stack_file,
             target_url=database.host_url if placement.db.role == "own" else None,
             database_password=database.password,

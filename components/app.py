@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from components.config import EnvironmentConfig, ServiceSettings
+from components.config import EnvironmentConfig, ServiceSettings, VaultSettings
 from components.container import (
     LOG_OPTIONS,
     container_options,
@@ -15,7 +15,6 @@ from components.container import (
     healthcheck,
     labels,
     limit_args,
-    owner_labels,
     replace_when_changed,
 )
 from components.mqtt import client_sources as mqtt_client_sources
@@ -33,8 +32,13 @@ def worker_command(service: ServiceSettings) -> list[str]:
 
 @dataclass(frozen=True)
 class AppServiceArgs:
-    settings: EnvironmentConfig
+    # The service's name (its network alias) and its settings (services.<name>).
     service: str
+    config: ServiceSettings
+    container_name: str
+    vault: VaultSettings
+    # Who the container belongs to (container.owner_labels).
+    owner_labels: dict[str, str]
     plain_environment: dict[str, str]
     secret_environment: dict[str, pulumi.Output[str]]
     networks: list[pulumi.Input[str]]
@@ -52,13 +56,12 @@ class AppService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AppServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("makapix:environment:AppService", name, None, opts)
-        settings = args.settings
-        service = settings.services[args.service]
-        vault = settings.vault
+        service = args.config
+        vault = args.vault
         check = service.healthcheck
         self.container = docker.Container(
             f"{name}-container",
-            name=settings.container_name(args.service),
+            name=args.container_name,
             image=args.image if args.image is not None else service.image,
             command=worker_command(service) if service.command or service.queues else None,
             envs=environment_list({**args.plain_environment, **service.environment}, args.secret_environment),
@@ -69,7 +72,7 @@ class AppService(pulumi.ComponentResource):
                 docker.ContainerNetworksAdvancedArgs(name=network, aliases=[args.service])
                 for network in args.networks
             ],
-            labels=labels({**owner_labels(settings.project, settings.environment), **args.caddy_labels}),
+            labels=labels({**args.owner_labels, **args.caddy_labels}),
             healthcheck=healthcheck(check) if check else None,
             # Workers reap their forked children; init makes that safe.
             init=True,

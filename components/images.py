@@ -24,7 +24,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from components.config import EnvironmentConfig
+from components.config import PromotionSettings
 from components.parsing import ConfigurationError
 
 DIGESTS_OUTPUT = "image_digests"
@@ -71,41 +71,47 @@ class Resolution:
     promoted: list[str]
 
 
-def production_resolution(settings: EnvironmentConfig, stack_file: str, namespace: str) -> Resolution:
-    """Pinned digests from the stack file; the rest must be promoted, or it is an error (before any resource)."""
+def production_resolution(
+    configured: Mapping[str, str], promotion: PromotionSettings, stack_file: str, namespace: str
+) -> Resolution:
+    """Pinned digests from the stack file; the rest must be promoted, or it is an error (before any resource).
+
+    ``configured``: each service's ``services.<name>.image`` as the stack file gives it.
+    """
     pinned: dict[str, str] = {}
     unpinned: list[str] = []
-    for service, config in sorted(settings.services.items()):
-        reference = digest_reference(config.image)
+    for service, image in sorted(configured.items()):
+        reference = digest_reference(image)
         if reference is None:
             unpinned.append(service)
         else:
             pinned[service] = reference
-    if unpinned and settings.promotion.from_stack is None:
+    if unpinned and promotion.from_stack is None:
         problems = [
-            f"{namespace}:services.{service}.image: {settings.services[service].image!r} is a tag, not a digest"
+            f"{namespace}:services.{service}.image: {configured[service]!r} is a tag, not a digest"
             for service in unpinned
         ]
-        raise ConfigurationError(_digest_error(settings, stack_file, namespace, problems, unpinned[0]))
+        raise ConfigurationError(_digest_error(configured, stack_file, namespace, problems, unpinned[0]))
     return Resolution(pinned=pinned, promoted=unpinned)
 
 
 def promoted_images(
-    settings: EnvironmentConfig,
+    configured: Mapping[str, str],
+    promotion: PromotionSettings,
     stack_file: str,
     namespace: str,
     resolution: Resolution,
     exported: Any,
 ) -> dict[str, str]:
     """Every production service's digest: its pin, or the promoted stack's ``image_digests`` entry."""
-    source = settings.promotion.from_stack
+    source = promotion.from_stack
     images = dict(resolution.pinned)
     if not resolution.promoted:
         return images
     if not isinstance(exported, Mapping):
         raise ConfigurationError(
             _digest_error(
-                settings,
+                configured,
                 stack_file,
                 namespace,
                 [
@@ -124,23 +130,23 @@ def promoted_images(
                 "no digest" if offered is None else f"{offered!r}, which is not repo@sha256:<64 hex digits>"
             )
             problems.append(
-                f"{namespace}:services.{service}.image: {settings.services[service].image!r} is a tag, and "
+                f"{namespace}:services.{service}.image: {configured[service]!r} is a tag, and "
                 f"stack {source!r} ({namespace}:promotion.from_stack) exports {what} for {service!r} "
                 f"in {DIGESTS_OUTPUT}"
             )
-        elif repository_of(reference) != repository_of(settings.services[service].image):
+        elif repository_of(reference) != repository_of(configured[service]):
             # Never run an image of another repository than the one this stack names.
             problems.append(
                 f"{namespace}:services.{service}.image: stack {source!r} ({namespace}:promotion.from_stack) "
                 f"runs {reference!r} for {service!r}, from repository {repository_of(reference)!r}, but "
-                f"this stack names repository {repository_of(settings.services[service].image)!r}; "
+                f"this stack names repository {repository_of(configured[service])!r}; "
                 "name the same repository in both stacks"
             )
         else:
             images[service] = reference
     if problems:
         raise ConfigurationError(
-            _digest_error(settings, stack_file, namespace, problems, resolution.promoted[0])
+            _digest_error(configured, stack_file, namespace, problems, resolution.promoted[0])
         )
     return images
 
@@ -153,9 +159,9 @@ def repository_of(image: str) -> str:
 
 
 def _digest_error(
-    settings: EnvironmentConfig, stack_file: str, namespace: str, problems: list[str], example_service: str
+    configured: Mapping[str, str], stack_file: str, namespace: str, problems: list[str], example_service: str
 ) -> str:
-    example = f"{repository_of(settings.services[example_service].image)}@sha256:<64 hex digits>"
+    example = f"{repository_of(configured[example_service])}@sha256:<64 hex digits>"
     lines = [f"{stack_file}: production runs application images by digest only ({len(problems)} problem(s)):"]
     lines += [f"  {problem}" for problem in problems]
     lines += [
@@ -177,7 +183,11 @@ def previous_digests(current: Mapping[str, str], last: Any, last_previous: Any) 
 
 @dataclass(frozen=True)
 class ServiceImagesArgs:
-    settings: EnvironmentConfig
+    # Each service's services.<name>.image as configured: a tag, or (production) a pinned digest.
+    configured: dict[str, str]
+    # Production runs digests only, pinned or promoted; development runs what its tags point at.
+    production: bool
+    promotion: PromotionSettings
     # For error messages: the stack file and config namespace the settings came from.
     stack_file: str
     namespace: str
@@ -195,34 +205,32 @@ class ServiceImages(pulumi.ComponentResource):
         self, name: str, args: ServiceImagesArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("makapix:environment:ServiceImages", name, None, opts)
-        settings = args.settings
+        configured = args.configured
+        promotion = args.promotion
         child = pulumi.ResourceOptions(parent=self)
-        production = settings.environment == "production"
+        production = args.production
         wanted: dict[str, pulumi.Output[str]]
         if production:
-            resolution = production_resolution(settings, args.stack_file, args.namespace)
+            resolution = production_resolution(configured, promotion, args.stack_file, args.namespace)
             exported: pulumi.Output[Any] = pulumi.Output.from_input(None)
             if resolution.promoted:
                 source = pulumi.StackReference(
-                    f"{name}-promoted-from", stack_name=settings.promotion.from_stack, opts=child
+                    f"{name}-promoted-from", stack_name=promotion.from_stack, opts=child
                 )
                 exported = source.get_output(DIGESTS_OUTPUT)
-            if resolution.pinned and settings.promotion.from_stack is not None:
+            if resolution.pinned and promotion.from_stack is not None:
                 pulumi.log.warn(
                     f"{', '.join(sorted(resolution.pinned))}: image pinned in {args.stack_file}, "
-                    f"not promoted from stack {settings.promotion.from_stack!r}"
+                    f"not promoted from stack {promotion.from_stack!r}"
                 )
             resolved = exported.apply(
                 lambda offered: promoted_images(
-                    settings, args.stack_file, args.namespace, resolution, offered
+                    configured, promotion, args.stack_file, args.namespace, resolution, offered
                 )
             )
-            wanted = {service: resolved.apply(_entry(service)) for service in settings.services}
+            wanted = {service: resolved.apply(_entry(service)) for service in configured}
         else:
-            wanted = {
-                service: pulumi.Output.from_input(config.image)
-                for service, config in settings.services.items()
-            }
+            wanted = {service: pulumi.Output.from_input(image) for service, image in configured.items()}
 
         self.images = {}
         for service, image in sorted(wanted.items()):
@@ -237,9 +245,7 @@ class ServiceImages(pulumi.ComponentResource):
                 # The digest itself (known in a preview), carrying the dependency on the pull.
                 self.images[service] = pulled.name
             else:
-                self.images[service] = pulled.repo_digest.apply(
-                    _checked_pull(service, settings.services[service].image)
-                )
+                self.images[service] = pulled.repo_digest.apply(_checked_pull(service, configured[service]))
         self.digests = pulumi.Output.all(**self.images).apply(lambda images: dict(sorted(images.items())))
 
         self.previous_digests = None

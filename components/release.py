@@ -28,48 +28,48 @@ import pulumi
 import pulumi_command
 import pulumi_docker as docker
 
-from components.config import EnvironmentConfig, postgres_major
+from components.config import HostSettings, ReleaseSettings, postgres_major
 from components.host_command import HostCommandArgs, host_command
 
 
-def backup_pg_bin(settings: EnvironmentConfig) -> str:
+def backup_pg_bin(release: ReleaseSettings, postgres_image: str) -> str:
     """``release.pg_bin``, or Debian's client directory for the major of ``images.postgres``.
 
     The configuration refuses ``release.backup`` when neither is known (``EnvironmentConfig``).
     """
-    if settings.release.pg_bin is not None:
-        return settings.release.pg_bin
-    major = postgres_major(settings.images.postgres)
+    if release.pg_bin is not None:
+        return release.pg_bin
+    major = postgres_major(postgres_image)
     assert major is not None, "validated by EnvironmentConfig"
     return f"/usr/lib/postgresql/{major}/bin"
 
 
-def release_triggers(settings: EnvironmentConfig, image: pulumi.Input[str]) -> list[pulumi.Input[object]]:
+def release_triggers(release: ReleaseSettings, image: pulumi.Input[str]) -> list[pulumi.Input[object]]:
     """What makes a release: a new image of the migrations service or a new migrations command.
 
     The backup and the migrations share it, so a backup is taken exactly when migrations run again.
     """
-    return [image, list(settings.release.migrations_command or [])]
+    return [image, list(release.migrations_command or [])]
 
 
-def backup_script(settings: EnvironmentConfig) -> str:
-    release = settings.release
-    words = [settings.host.python, "-m", "ops", "backup", "--dir", release.backup_dir]
+def backup_script(release: ReleaseSettings, python: str) -> str:
+    words = [python, "-m", "ops", "backup", "--dir", release.backup_dir]
     words += ["--keep", str(release.keep), "--wait", str(release.wait_seconds), "--json"]
     return shlex.join(words)
 
 
-def migrations_script(settings: EnvironmentConfig) -> str:
-    command = settings.release.migrations_command
+def migrations_script(release: ReleaseSettings, container_name: str) -> str:
+    command = release.migrations_command
     assert command is not None
-    return shlex.join(
-        ["docker", "exec", settings.container_name(settings.release.migrations_service), *command]
-    )
+    return shlex.join(["docker", "exec", container_name, *command])
 
 
 @dataclass(frozen=True)
 class PreDeployBackupArgs:
-    settings: EnvironmentConfig
+    host: HostSettings
+    release: ReleaseSettings
+    # images.postgres: pg_dump's directory follows its major unless release.pg_bin is set.
+    postgres_image: str
     # The database's URL on the host's loopback (secret): Database.host_url.
     database_url: pulumi.Input[str]
     # Digest of the migrations service's image (the api): a new one means a new release.
@@ -87,17 +87,16 @@ class PreDeployBackup(pulumi.ComponentResource):
         self, name: str, args: PreDeployBackupArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("makapix:environment:PreDeployBackup", name, None, opts)
-        settings = args.settings
         self.command = host_command(
             f"{name}-pg-dump",
             HostCommandArgs(
-                host=settings.host,
-                script=backup_script(settings),
+                host=args.host,
+                script=backup_script(args.release, args.host.python),
                 environment={
                     "OPS_DATABASE_URL": pulumi.Output.secret(args.database_url),
-                    "OPS_PG_BIN": backup_pg_bin(settings),
+                    "OPS_PG_BIN": backup_pg_bin(args.release, args.postgres_image),
                 },
-                triggers=release_triggers(settings, args.image),
+                triggers=release_triggers(args.release, args.image),
                 ssh_private_key=args.ssh_private_key,
             ),
             pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
@@ -107,9 +106,11 @@ class PreDeployBackup(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class MigrationsArgs:
-    settings: EnvironmentConfig
-    # The new container of release.migrations_service, and the digest it runs.
+    host: HostSettings
+    release: ReleaseSettings
+    # The new container of release.migrations_service, its name (for `docker exec`) and the digest it runs.
     container: docker.Container
+    container_name: str
     image: pulumi.Input[str]
     ssh_private_key: pulumi.Input[str] | None = None
 
@@ -121,13 +122,12 @@ class Migrations(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MigrationsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("makapix:environment:Migrations", name, None, opts)
-        settings = args.settings
         self.command = host_command(
             f"{name}-run",
             HostCommandArgs(
-                host=settings.host,
-                script=migrations_script(settings),
-                triggers=release_triggers(settings, args.image),
+                host=args.host,
+                script=migrations_script(args.release, args.container_name),
+                triggers=release_triggers(args.release, args.image),
                 ssh_private_key=args.ssh_private_key,
             ),
             pulumi.ResourceOptions(parent=self, depends_on=[args.container]),

@@ -19,14 +19,13 @@ import pulumi
 import pulumi_docker as docker
 
 from components.app import application_environment, worker_command
-from components.config import EnvironmentConfig, RemoteWorker
+from components.config import EnvironmentConfig, RemoteWorker, ServiceSettings
 from components.container import (
     LOG_OPTIONS,
     container_options,
     environment_list,
     labels,
     limit_args,
-    owner_labels,
     replace_when_changed,
 )
 from components.database import database_url
@@ -40,15 +39,42 @@ def remote_redis_url(settings: EnvironmentConfig) -> str:
     return f"redis://{access.address}:{access.redis_port}/{settings.redis.db_index}"
 
 
+def remote_application_environment(
+    settings: EnvironmentConfig, database_password: pulumi.Output[str], secrets: dict[str, pulumi.Output[str]]
+) -> tuple[dict[str, str], dict[str, pulumi.Output[str]]]:
+    """The application variables of a remote worker: PostgreSQL and Redis at ``remote_access.address``."""
+    access = settings.remote_access
+    assert access is not None  # validated in config: remote workers need remote_access
+    database = settings.database
+    return application_environment(
+        settings,
+        database_url(
+            database.user, database_password, str(access.address), access.database_port, database.name
+        ),
+        remote_redis_url(settings),
+        secrets,
+    )
+
+
 def remote_container_name(settings: EnvironmentConfig, worker: RemoteWorker) -> str:
     return settings.container_name(f"{worker.service}-{worker.name}")
 
 
 @dataclass(frozen=True)
 class RemoteWorkersArgs:
-    settings: EnvironmentConfig
-    database_password: pulumi.Output[str]
-    secrets: dict[str, pulumi.Output[str]]
+    workers: list[RemoteWorker]
+    # The local services (services.<name>) the workers run: image, command, limits, variables.
+    services: dict[str, ServiceSettings]
+    # Worker name -> container name (remote_container_name).
+    container_names: dict[str, str]
+    # Remote workers join production only.
+    production: bool
+    # Who the containers belong to (container.owner_labels).
+    owner_labels: dict[str, str]
+    # The application variables, reaching PostgreSQL and Redis where production publishes them
+    # (remote_application_environment).
+    plain_environment: dict[str, str]
+    secret_environment: dict[str, pulumi.Output[str]]
     # The image each local service runs (by digest in production: ServiceImages); a remote worker runs the same.
     images: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     # Production's Redis and PostgreSQL containers: a worker starts after them.
@@ -65,31 +91,15 @@ class RemoteWorkers(pulumi.ComponentResource):
         self, name: str, args: RemoteWorkersArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("makapix:environment:RemoteWorkers", name, None, opts)
-        settings = args.settings
-        if settings.remote_workers and settings.environment != "production":
+        if args.workers and not args.production:
             raise ValueError("remote workers join production only")  # config refuses this first
         self.providers = {}
         self.containers = {}
-        if not settings.remote_workers:
+        if not args.workers:
             self.register_outputs({})
             return
-        access = settings.remote_access
-        assert access is not None  # validated in config: remote workers need remote_access
-        database = settings.database
-        plain, secret = application_environment(
-            settings,
-            database_url(
-                database.user,
-                args.database_password,
-                str(access.address),
-                access.database_port,
-                database.name,
-            ),
-            remote_redis_url(settings),
-            args.secrets,
-        )
-        for worker in settings.remote_workers:
-            service = settings.services[worker.service]
+        for worker in args.workers:
+            service = args.services[worker.service]
             provider = docker.Provider(
                 f"{name}-{worker.name}-docker",
                 host=worker.docker_host,
@@ -103,12 +113,15 @@ class RemoteWorkers(pulumi.ComponentResource):
             self.providers[worker.name] = provider
             self.containers[worker.name] = docker.Container(
                 f"{name}-{worker.name}-container",
-                name=remote_container_name(settings, worker),
+                name=args.container_names[worker.name],
                 image=args.images.get(worker.service, service.image),
                 command=worker_command(remote_service),
-                envs=environment_list({**plain, **service.environment, **worker.environment}, secret),
+                envs=environment_list(
+                    {**args.plain_environment, **service.environment, **worker.environment},
+                    args.secret_environment,
+                ),
                 gpus=worker.gpus,
-                labels=labels(owner_labels(settings.project, settings.environment)),
+                labels=labels(args.owner_labels),
                 init=True,
                 restart="unless-stopped",
                 log_driver="json-file",

@@ -16,23 +16,28 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_random as random
 
-from components.config import EnvironmentConfig
+from components.config import DatabaseSettings, HostSettings, SamplingSettings, VaultSettings
 from components.database import database_url
 from components.host_command import HostCommandArgs, host_command
 
 
-def grant_script(settings: EnvironmentConfig) -> str:
+def grant_script(sampling: SamplingSettings, python: str) -> str:
     """The command line (no secret in it): the role and schemas come from the stack settings."""
-    schemas = " ".join(f"--schema {shlex.quote(schema)}" for schema in settings.sampling.reader_schemas)
+    schemas = " ".join(f"--schema {shlex.quote(schema)}" for schema in sampling.reader_schemas)
     return (
-        f"{shlex.quote(settings.host.python)} -m sampling grant-reader "
-        f"--role {shlex.quote(settings.sampling.reader_role)} {schemas}"
+        f"{shlex.quote(python)} -m sampling grant-reader --role {shlex.quote(sampling.reader_role)} {schemas}"
     )
 
 
 @dataclass(frozen=True)
 class SamplingReaderArgs:
-    settings: EnvironmentConfig
+    # The reader role and the schemas it may read.
+    sampling: SamplingSettings
+    # Where the sampler reaches the database: host_port on the loopback, and its name.
+    database: DatabaseSettings
+    host: HostSettings
+    # The vault the sampler copies from (exported as sampling_source_vault).
+    vault: VaultSettings
     # The database as the host reaches it, as its owner (``Database.host_url``; secret).
     owner_url: pulumi.Input[str]
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
@@ -49,11 +54,10 @@ class SamplingReader(pulumi.ComponentResource):
         self, name: str, args: SamplingReaderArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("makapix:environment:SamplingReader", name, None, opts)
-        settings = args.settings
-        database = settings.database
+        database = args.database
         if database.host_port is None:
             raise ValueError("SamplingReader needs database.host_port: the sampler reaches production there")
-        role = settings.sampling.reader_role
+        role = args.sampling.reader_role
         password = random.RandomPassword(
             f"{name}-password",
             length=32,
@@ -64,18 +68,18 @@ class SamplingReader(pulumi.ComponentResource):
         host_command(
             f"{name}-grant",
             HostCommandArgs(
-                host=settings.host,
-                script=grant_script(settings),
+                host=args.host,
+                script=grant_script(args.sampling, args.host.python),
                 environment={
                     "SAMPLING_OWNER_URL": args.owner_url,
                     "SAMPLING_READER_PASSWORD": secret_password,
                 },
                 # Runs again for a new role, password or schema list; each run is idempotent.
-                triggers=[role, secret_password, *settings.sampling.reader_schemas],
+                triggers=[role, secret_password, *args.sampling.reader_schemas],
                 ssh_private_key=args.ssh_private_key,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
         self.source_url = database_url(role, secret_password, "127.0.0.1", database.host_port, database.name)
-        self.source_vault = settings.vault.host_path
+        self.source_vault = args.vault.host_path
         self.register_outputs({"source_url": self.source_url, "source_vault": self.source_vault})

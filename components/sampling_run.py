@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_random as random
 
-from components.config import EnvironmentConfig
+from components.config import DatabaseSettings, HostSettings, SamplingSettings, VaultSettings
 from components.host_command import HostCommandArgs, host_command
 from components.parsing import ConfigurationError
 from sampling.config import SamplingConfig, load_config
@@ -36,12 +36,12 @@ SOURCE_URL_OUTPUT = "sampling_source_url"
 SOURCE_VAULT_OUTPUT = "sampling_source_vault"
 
 
-def sampling_config(settings: EnvironmentConfig, stack_file: str, namespace: str) -> tuple[SamplingConfig, str]:
+def sampling_config(sampling: SamplingSettings, stack_file: str, namespace: str) -> tuple[SamplingConfig, str]:
     """The validated sampling configuration file and the SHA-256 of its bytes (a trigger).
 
     ``namespace`` is the Pulumi project's name, the stack file's key prefix, for error messages.
     """
-    path = Path(settings.sampling.config_file)
+    path = Path(sampling.config_file)
     try:
         content = path.read_bytes()
         config = load_config(path)
@@ -55,29 +55,32 @@ def sampling_config(settings: EnvironmentConfig, stack_file: str, namespace: str
     return config, hashlib.sha256(content).hexdigest()
 
 
-def run_script(settings: EnvironmentConfig) -> str:
+def run_script(sampling: SamplingSettings, python: str) -> str:
     """The command line: only settings that are no secret, each quoted for the shell."""
-    sampling = settings.sampling
     return (
-        f"{shlex.quote(settings.host.python)} -m sampling stack-run "
+        f"{shlex.quote(python)} -m sampling stack-run "
         f"--config {shlex.quote(sampling.config_file)} --fraction {sampling.fraction!r} "
         f"--seed {sampling.seed} --source-stack {shlex.quote(sampling.source_stack)}"
     )
 
 
-def shared_target_url(settings: EnvironmentConfig, source_url: str, password: str) -> str:
+def shared_target_url(database: DatabaseSettings, source_url: str, password: str) -> str:
     """Shared mode (000): development's database on production's server, reached where production is."""
     if not source_url:
         return ""
     address = urlsplit(source_url)
-    database = settings.database
     port = address.port or 5432
     return f"postgresql://{database.user}:{password}@{address.hostname}:{port}/{database.name}"
 
 
 @dataclass(frozen=True)
 class SamplingRunArgs:
-    settings: EnvironmentConfig
+    sampling: SamplingSettings
+    # The dev database: its mode, and (shared mode) its user and name on production's server.
+    database: DatabaseSettings
+    host: HostSettings
+    # The dev vault the sampler copies into.
+    vault: VaultSettings
     stack_file: str
     # The dev database as its owner, where the host reaches it (``Database.host_url``; secret).
     # Shared mode: None, the URL is derived from production's address and ``database_password``.
@@ -99,11 +102,10 @@ class SamplingRun(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SamplingRunArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("makapix:environment:SamplingRun", name, None, opts)
-        settings = args.settings
-        sampling = settings.sampling
+        sampling = args.sampling
         namespace = pulumi.get_project()  # the stack file's key prefix, for error messages
-        config, config_hash = sampling_config(settings, args.stack_file, namespace)
-        if args.target_url is None and settings.database.mode != "shared":
+        config, config_hash = sampling_config(sampling, args.stack_file, namespace)
+        if args.target_url is None and args.database.mode != "shared":
             raise ConfigurationError(
                 f"{args.stack_file}: sampling.enabled needs {namespace}:database.host_port: the sampler reaches the "
                 "development database on the host's loopback (e.g. 55433)"
@@ -140,7 +142,7 @@ class SamplingRun(pulumi.ComponentResource):
             if args.target_url is not None
             else pulumi.Output.secret(
                 pulumi.Output.all(source_url, args.database_password).apply(
-                    lambda pair: shared_target_url(settings, str(pair[0]), str(pair[1]))
+                    lambda pair: shared_target_url(args.database, str(pair[0]), str(pair[1]))
                 )
             )
         )
@@ -149,7 +151,7 @@ class SamplingRun(pulumi.ComponentResource):
             "SAMPLING_TARGET_URL": target_url,
             config.anonymisation.key_env: pulumi.Output.secret(key.result),
             "SAMPLING_SOURCE_VAULT": source_vault,
-            "SAMPLING_TARGET_VAULT": settings.vault.host_path,
+            "SAMPLING_TARGET_VAULT": args.vault.host_path,
             SOURCE_ABSENT_ENV: absent_reason,
         }
         self.triggers = [
@@ -162,8 +164,8 @@ class SamplingRun(pulumi.ComponentResource):
         self.command = host_command(
             f"{name}-command",
             HostCommandArgs(
-                host=settings.host,
-                script=run_script(settings),
+                host=args.host,
+                script=run_script(sampling, args.host.python),
                 environment=environment,
                 triggers=self.triggers,
                 ssh_private_key=args.ssh_private_key,

@@ -99,7 +99,8 @@ def test_every_service_pinned_needs_no_dev_stack(render_stack):
     # With promotion on, full pins take nothing from dev: a fresh machine can deploy prod first.
     assert render_prod(render_stack, dev_digests=None, services=pins).outputs["image_digests"] == OLD
     settings = parse_environment({**stack_values("prod"), "services": pins}, "Pulumi.prod.yaml", "makapix")
-    assert production_resolution(settings, "Pulumi.prod.yaml", "makapix") == Resolution(
+    configured = {service: config.image for service, config in settings.services.items()}
+    assert production_resolution(configured, settings.promotion, "Pulumi.prod.yaml", "makapix") == Resolution(
         pinned=OLD, promoted=[]
     )
 

@@ -183,7 +183,7 @@ def test_bad_release_settings_name_the_key(render_stack, overrides, message):
 )
 def test_pg_dump_directory_follows_the_server_major(postgres, pg_bin):
     settings = parse_environment(_prod_values(images={"postgres": postgres}), "Pulumi.prod.yaml", "makapix")
-    assert backup_pg_bin(settings) == pg_bin
+    assert backup_pg_bin(settings.release, settings.images.postgres) == pg_bin
 
 
 @pytest.mark.parametrize("postgres", ["postgres@sha256:" + "d" * 64, "registry.local/pg:17"])
@@ -200,7 +200,7 @@ def test_pg_dump_directory_must_be_given_when_the_major_is_unknown(render_stack,
     pinned = parse_environment(
         _prod_values(images={"postgres": postgres}, release={"pg_bin": "/opt/pg17/bin"}), "Pulumi.prod.yaml", "makapix"
     )
-    assert backup_pg_bin(pinned) == "/opt/pg17/bin"
+    assert backup_pg_bin(pinned.release, pinned.images.postgres) == "/opt/pg17/bin"
     # Without a backup nothing needs pg_dump.
     parse_environment(
         _prod_values(images={"postgres": postgres}, release={"backup": False}), "Pulumi.prod.yaml", "makapix"

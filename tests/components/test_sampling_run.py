@@ -199,6 +199,6 @@ def test_shared_mode_targets_the_dev_database_on_productions_server(render_stack
         "makapix",
     )
     # Same database, other table prefix: the sampler's mapping (source_prefix/target_prefix) does the rest.
-    target = shared_target_url(settings, "postgresql://reader:pw@127.0.0.1:55432/clippy_front", "ownerpw")
+    target = shared_target_url(settings.database, "postgresql://reader:pw@127.0.0.1:55432/clippy_front", "ownerpw")
     assert target == "postgresql://clippy:ownerpw@127.0.0.1:55432/clippy_front"
-    assert shared_target_url(settings, "", "ownerpw") == ""
+    assert shared_target_url(settings.database, "", "ownerpw") == ""
