@@ -18,6 +18,7 @@ from components.container import (
     replace_when_changed,
 )
 from components.mqtt import client_sources as mqtt_client_sources
+from components.placement import stack_placement
 
 
 def worker_command(service: ServiceSettings) -> list[str]:
@@ -113,8 +114,9 @@ def application_sources(
         plain["domain.vault"] = domain.vault
     if settings.oauth.github_client_id:
         plain["oauth.github_client_id"] = settings.oauth.github_client_id
-    if settings.mqtt is not None:
-        plain |= mqtt_client_sources(settings)
+    broker = stack_placement(settings).mqtt
+    if settings.mqtt is not None and broker is not None:
+        plain |= mqtt_client_sources(broker, settings.mqtt)
     if settings.email is not None:
         plain["email.from_address"] = settings.email.from_address
     if settings.application.admin is not None:

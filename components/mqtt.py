@@ -37,7 +37,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 import pulumi_tls as tls
 
-from components.config import EnvironmentConfig, MqttSettings, Resources
+from components.config import MqttSettings, Resources
 from components.container import (
     LOG_OPTIONS,
     container_options,
@@ -72,21 +72,13 @@ SERVER_USES = ["server_auth", "digital_signature", "key_encipherment"]
 CLIENT_USES = ["client_auth", "digital_signature"]
 
 
-def broker_settings(settings: EnvironmentConfig) -> MqttSettings:
-    """The MQTT settings of an environment that has a broker (``mqtt: null`` declares none)."""
-    if settings.mqtt is None:
-        raise ValueError("mqtt is null in this stack: the application has no MQTT broker")
-    return settings.mqtt
-
-
-def client_sources(settings: EnvironmentConfig) -> dict[str, str]:
+def client_sources(placement: ServerPlacement, mqtt: MqttSettings) -> dict[str, str]:
     """The plain MQTT settings an app container can get (004 §7, §9), by ``application.variables`` source."""
-    mqtt = broker_settings(settings)
-    shared = mqtt.mode == "shared"
+    own = placement.role == "own"
     return {
-        "mqtt.host": settings.shared_container_name("mqtt") if shared else "mqtt",
-        "mqtt.port": str(PLAIN_PORT if shared else TLS_PORT),
-        "mqtt.tls_enabled": "false" if shared else "true",
+        "mqtt.host": placement.host,
+        "mqtt.port": str(TLS_PORT if own else PLAIN_PORT),
+        "mqtt.tls_enabled": "true" if own else "false",
         "mqtt.public_port": str(mqtt.public_port),
         "mqtt.topic_prefix": mqtt.topic_prefix,
         "mqtt.username": mqtt.username,
