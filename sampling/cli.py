@@ -210,6 +210,10 @@ def main_entry() -> NoReturn:
     SIGTERM is handled like Ctrl-C: the statements running on the servers are cancelled (not left
     running after the process is gone), the target transaction rolls back, and the exit code is 130.
     """
-    with terminate_as_interrupt():
-        status = main(sys.argv[1:])
+    try:
+        with terminate_as_interrupt():
+            status = main(sys.argv[1:])
+    except KeyboardInterrupt:  # outside a command (while parsing, say): main did not word it
+        print(INTERRUPTED, file=sys.stderr)
+        status = ExitCode.INTERRUPTED
     sys.exit(status)
