@@ -35,9 +35,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from cli_support.database_urls import mask_url
+from cli_support.readiness import wait_for_connection
 from ops.errors import OpsError
-from ops.pgenv import connection_parameters, libpq_environment, mask_url
-from sampling.readiness import wait_for_connection
+from ops.pgenv import connection_parameters, libpq_environment
 
 DATABASE_URL_VARIABLE = "OPS_DATABASE_URL"
 PG_BIN_VARIABLE = "OPS_PG_BIN"

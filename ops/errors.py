@@ -6,5 +6,5 @@ from __future__ import annotations
 class OpsError(Exception):
     """A clear, user-facing failure: the message names the file, key or step and what to do.
 
-    Messages never contain a password: URLs are masked with :func:`ops.pgenv.mask_url`.
+    Messages never contain a password: URLs are masked with :func:`cli_support.database_urls.mask_url`.
     """

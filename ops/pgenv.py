@@ -12,10 +12,8 @@ from collections.abc import Mapping
 
 from psycopg.conninfo import conninfo_to_dict
 
+from cli_support.database_urls import mask_url, url_problem
 from ops.errors import OpsError
-from sampling.errors import mask_url, url_problem
-
-__all__ = ["connection_parameters", "libpq_environment", "mask_url"]
 
 # libpq connection parameter -> environment variable (PostgreSQL docs, "Environment Variables").
 _LIBPQ_ENVIRONMENT = {

@@ -49,7 +49,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from sampling.errors import SamplingError, mask_text, mask_url, url_password, url_problem
+from cli_support.commands import Command, ExitCode, run_command
+from cli_support.database_urls import mask_text, mask_url, url_password, url_problem
+from sampling.errors import SamplingError
 from sampling.readiness import wait_until_accepting
 
 OWNER_URL_ENV = "SAMPLING_OWNER_URL"
@@ -286,13 +288,7 @@ def grant_reader(owner_url: str, role: str, password: str, schemas: Sequence[str
     )
 
 
-def main(argv: list[str]) -> int:
-    """``python -m sampling grant-reader``: 0 done, 1 failure or refusal, 2 usage."""
-    parser = argparse.ArgumentParser(
-        prog="python -m sampling grant-reader",
-        description="Create or update the sampler's SELECT-only role in the production database. "
-        f"Connects as the owner from ${OWNER_URL_ENV}; the role's password comes from ${PASSWORD_ENV}.",
-    )
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--role", default=DEFAULT_ROLE, help=f"role name (default {DEFAULT_ROLE})")
     parser.add_argument(
         "--schema",
@@ -303,27 +299,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--wait", type=float, default=120.0, help="seconds to wait for the database to accept connections"
     )
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:
-        return 0 if stop.code == 0 else 2
+
+
+def _run(args: argparse.Namespace) -> int:
     owner_url = os.environ.get(OWNER_URL_ENV, "")
     password = os.environ.get(PASSWORD_ENV, "")
     if not owner_url or not password:
         print(
             f"error: set {OWNER_URL_ENV} and {PASSWORD_ENV} (never pass them as arguments)", file=sys.stderr
         )
-        return 2
+        return ExitCode.USAGE
     problem = url_problem(owner_url)
     if problem is not None:
         print(f"error: {OWNER_URL_ENV}: the production database URL is malformed: {problem}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     try:
         wait_until_accepting(owner_url, args.wait, "production", variable=OWNER_URL_ENV)
         summary = grant_reader(owner_url, args.role, password, args.schemas or ["public"])
     except SamplingError as error:
         print(f"error: {mask_text(str(error), password)}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     print(
         f"role {summary.role} {'created' if summary.created else 'updated'}: SELECT on schema(s) "
         f"{', '.join(summary.schemas)} of database {summary.database}, read-only, new password set",
@@ -331,4 +326,20 @@ def main(argv: list[str]) -> int:
     )
     for statement in summary.closed:
         print(f"closed a write path: {statement}", file=sys.stderr)
-    return 0
+    return ExitCode.OK
+
+
+COMMAND = Command(
+    "grant-reader",
+    "create the read-only sampling role in production (sampling.access)",
+    _add_arguments,
+    _run,
+    description="Create or update the sampler's SELECT-only role in the production database. "
+    f"Connects as the owner from ${OWNER_URL_ENV}; the role's password comes from ${PASSWORD_ENV}.",
+)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m sampling grant-reader ARGS``: 0 done, 1 failure or refusal, 2 usage."""
+    # Its errors are masked with the new role's password: _run words them itself.
+    return run_command("python -m sampling grant-reader", COMMAND, argv, errors={})

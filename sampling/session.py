@@ -12,12 +12,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cli_support.database_urls import mask_text, mask_url, url_password
+from cli_support.readiness import login_refused
 from sampling.anonymise import KEY_SETTING
 from sampling.catalog import Catalog, Table, read_catalog, sees_backend, server_identity
 from sampling.config import SamplingConfig
-from sampling.errors import SamplingError, mask_text, mask_url, url_password
+from sampling.errors import SamplingError
 from sampling.model import Resolved, resolve, target_name, target_schemas
-from sampling.readiness import login_refused
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 

@@ -29,16 +29,11 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cli_support.commands import Command, ExitCode, run_command
+from cli_support.database_urls import mask_text, mask_url, url_password
 from sampling.config import SamplingConfig, load_config, with_overrides
 from sampling.engine import run
-from sampling.errors import (
-    ConfigError,
-    SamplingError,
-    check_database_url,
-    mask_text,
-    mask_url,
-    url_password,
-)
+from sampling.errors import ConfigError, SamplingError, check_database_url
 from sampling.model import target_name
 from sampling.readiness import LoginRefused, wait_until_accepting
 from sampling.vault import VaultSyncError, mask_secret_in, sync_vault
@@ -49,8 +44,6 @@ TARGET_URL_ENV = "SAMPLING_TARGET_URL"
 SOURCE_ABSENT_ENV = "SAMPLING_SOURCE_ABSENT"
 SOURCE_VAULT_ENV = "SAMPLING_SOURCE_VAULT"
 TARGET_VAULT_ENV = "SAMPLING_TARGET_VAULT"
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 class _Summary(BaseModel):
@@ -215,13 +208,7 @@ def stack_run(
     )
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sampling stack-run",
-        description="Sample production into development and copy the vault files, as the dev stack runs it. "
-        f"URLs and vault paths come from ${SOURCE_URL_ENV}, ${TARGET_URL_ENV}, ${SOURCE_VAULT_ENV}, "
-        f"${TARGET_VAULT_ENV}; prints one JSON summary line on stdout.",
-    )
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML sampling configuration")
     parser.add_argument("--seed", type=int, help="override the configuration's seed")
     parser.add_argument("--fraction", type=float, help="override every root's fraction")
@@ -230,10 +217,9 @@ def main(argv: list[str]) -> int:
         "--target-wait", type=float, default=180.0, help="seconds to wait for the dev database"
     )
     parser.add_argument("--source-wait", type=float, default=5.0, help="seconds to wait for production")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:
-        return EXIT_OK if stop.code == 0 else EXIT_USAGE
+
+
+def _run(args: argparse.Namespace) -> int:
     source_url = os.environ.get(SOURCE_URL_ENV, "")
     target_url = os.environ.get(TARGET_URL_ENV, "")
     secrets = (url_password(source_url), url_password(target_url))
@@ -249,11 +235,28 @@ def main(argv: list[str]) -> int:
         )
     except ConfigError as error:
         _say(f"error: {error}", *secrets)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except SamplingError as error:
         _say(f"error: {error}", *secrets)
-        return EXIT_FAILURE
+        return ExitCode.FAILED
     if not summary.loaded:
         _say(f"warning: {summary.reason}", *secrets)
     print(mask_text(summary.model_dump_json(), *secrets), flush=True)
-    return EXIT_OK
+    return ExitCode.OK
+
+
+COMMAND = Command(
+    "stack-run",
+    "sample and sync the vault, as the dev stack runs it (sampling.stack_run)",
+    _add_arguments,
+    _run,
+    description="Sample production into development and copy the vault files, as the dev stack runs it. "
+    f"URLs and vault paths come from ${SOURCE_URL_ENV}, ${TARGET_URL_ENV}, ${SOURCE_VAULT_ENV}, "
+    f"${TARGET_VAULT_ENV}; prints one JSON summary line on stdout.",
+)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m sampling stack-run ARGS``: 0 done (or nothing to sample), 1 failure, 2 usage."""
+    # Its errors carry secrets to mask: _run words them itself, so no exception is mapped here.
+    return run_command("python -m sampling stack-run", COMMAND, argv, errors={})

@@ -52,7 +52,8 @@ from rich.console import Console
 from rich.filesize import decimal
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from sampling.errors import mask_text, mask_url, url_problem
+from cli_support.commands import Command, ExitCode, run_command
+from cli_support.database_urls import mask_text, mask_url, url_problem
 
 DEFAULT_TEMPLATE = "{storage_shard}/{storage_key}.{format}"
 DEFAULT_VARIANT_SUFFIX = "_upscaled.webp"
@@ -63,10 +64,6 @@ MISSING_SAMPLE_SIZE = 10
 TEMP_SUFFIX = ".vault-tmp"
 # Files copied per thread-pool task: small files cost more in task overhead than in copying.
 COPY_BATCH_SIZE = 64
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 class VaultSyncError(Exception):
@@ -708,12 +705,7 @@ def sync_vault(
 # Command line
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m sampling vault",
-        description="Copy the vault files of the sampled posts from the production vault to the development "
-        "vault. Reads the development database's posts; never writes to the production vault.",
-    )
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target-db",
         metavar="URL",
@@ -732,7 +724,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prune", action="store_true", help="remove development files not in the sample")
     parser.add_argument("--dry-run", action="store_true", help="print what would be done; write nothing")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    return parser
 
 
 def _summary_line(summary: VaultSyncSummary) -> str:
@@ -753,13 +744,7 @@ def _summary_line(summary: VaultSyncSummary) -> str:
     return line
 
 
-def main(argv: list[str]) -> int:
-    """``python -m sampling vault ARGS``: 0 ok, 1 failure, 2 usage."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+def _run(args: argparse.Namespace) -> int:
     stderr = Console(stderr=True, highlight=False)
     url = args.target_db or os.environ.get(TARGET_URL_ENV, "")
     if args.target_db and mask_url(args.target_db) != args.target_db:
@@ -772,15 +757,15 @@ def main(argv: list[str]) -> int:
         stderr.print(
             f"error: no development database: pass --target-db or set {TARGET_URL_ENV}", markup=False
         )
-        return EXIT_USAGE
+        return ExitCode.USAGE
     problem = url_problem(url)
     if problem is not None:
         setting = "--target-db" if args.target_db else TARGET_URL_ENV
         stderr.print(f"error: {setting}: the development database URL is malformed: {problem}", markup=False)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     if args.workers is not None and args.workers < 1:
         stderr.print("error: --workers must be at least 1", markup=False)
-        return EXIT_USAGE
+        return ExitCode.USAGE
 
     progress = Progress(
         TextColumn("vault sync"),
@@ -834,14 +819,30 @@ def main(argv: list[str]) -> int:
             "database is running and that its role may read the table (--posts-table)",
             markup=False,
         )
-        return EXIT_FAILURE
+        return ExitCode.FAILED
     except (VaultSyncError, OSError) as exc:
         stderr.print(f"error: {mask_secret_in(str(exc), url)}", markup=False)
-        return EXIT_FAILURE
+        return ExitCode.FAILED
     stderr.print(_summary_line(summary), markup=False)
     if args.json:
         print(json.dumps(summary.to_json()))
-    return EXIT_FAILURE if summary.failed_count else EXIT_OK
+    return ExitCode.FAILED if summary.failed_count else ExitCode.OK
+
+
+COMMAND = Command(
+    "vault",
+    "copy the vault files of sampled posts (see sampling.vault)",
+    _add_arguments,
+    _run,
+    description="Copy the vault files of the sampled posts from the production vault to the development "
+    "vault. Reads the development database's posts; never writes to the production vault.",
+)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m sampling vault ARGS``: 0 ok, 1 failure, 2 usage."""
+    # Its errors carry the database URL to mask: _run words them itself.
+    return run_command("python -m sampling vault", COMMAND, argv, errors={})
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from functools import cmp_to_key
 from pathlib import Path
 
+from cli_support.commands import ExitCode
+
 LABEL_PREFIX = "caddy"
 INGRESS_NETWORK_LABEL = "caddy_ingress_network"
 
@@ -383,8 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(caddyfile_from_containers(read_containers(arguments.labels_json)))
     except LabelError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return ExitCode.USAGE
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

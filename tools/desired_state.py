@@ -41,6 +41,7 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+from cli_support.commands import ExitCode
 from components.images import repository_of
 from sampling.strict_yaml import YamlFileError, read_yaml_file
 
@@ -441,15 +442,15 @@ def main(argv: list[str] | None = None) -> int:
         rendering = render(args.stack, args.project_dir)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except RenderError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     if args.outputs:
         sys.stdout.write(json.dumps(_redact(rendering.outputs), indent=2, sort_keys=True) + "\n")
     else:
         sys.stdout.write(to_json(rendering))
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

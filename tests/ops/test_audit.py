@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-import ops.__main__ as cli
+import ops.cli as cli
 from ops.audit import (
     Attachment,
     AuditReport,
@@ -549,14 +549,14 @@ def test_cli_exits_0_when_clean_and_1_with_findings(
     engine_state: list[EngineState], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     textfile = tmp_path / "isolation_audit.prom"
-    assert cli.run(["audit", "--textfile", str(textfile)]) == 0
+    assert cli.main(["audit", "--textfile", str(textfile)]) == 0
     assert "isolation audit: no findings" in capsys.readouterr().out
     assert 'isolation_audit_findings{project="makapix",kind="shared-network"} 0' in textfile.read_text()
 
     engine_state[0] = EngineState(
         tuple(replace(separated(), "makapix-dev-db", ports=(PublishedPort("", 55432),)))
     )
-    assert cli.run(["audit", "--json", "--textfile", str(textfile)]) == 1
+    assert cli.main(["audit", "--json", "--textfile", str(textfile)]) == 1
     document = json.loads(capsys.readouterr().out)
     assert document["clean"] is False
     assert [f["kind"] for f in document["findings"]] == ["overlapping-port"]
@@ -569,7 +569,7 @@ def test_a_named_project_without_labelled_containers_is_a_finding(
 ) -> None:
     """Stacks deployed before the labels existed must not look clean to the timer (exit 1, metric > 0)."""
     textfile = tmp_path / "isolation_audit.prom"
-    assert cli.run(["audit", "--project", "makapx", "--textfile", str(textfile)]) == 1
+    assert cli.main(["audit", "--project", "makapx", "--textfile", str(textfile)]) == 1
     assert "no container carries the label makapx.environment" in capsys.readouterr().out
     assert 'isolation_audit_findings{project="makapx",kind="unlabelled-project"} 1' in textfile.read_text()
 
@@ -577,7 +577,7 @@ def test_a_named_project_without_labelled_containers_is_a_finding(
 
     unlabelled = tuple(copy(c, labels={}) for c in separated() if c.name.startswith("makapix-prod"))
     engine_state[0] = EngineState(unlabelled)
-    assert cli.run(["audit", "--project", "makapix", "--json"]) == 1
+    assert cli.main(["audit", "--project", "makapix", "--json"]) == 1
     (finding,) = json.loads(capsys.readouterr().out)["findings"]
     assert finding["kind"] == "unlabelled-project"
     assert "makapix-prod-api" in finding["message"] and "redeploy" in finding["advice"]
@@ -586,7 +586,7 @@ def test_a_named_project_without_labelled_containers_is_a_finding(
 def test_cli_exits_2_when_the_textfile_cannot_be_written(
     engine_state: list[EngineState], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert cli.run(["audit", "--textfile", str(tmp_path / "missing" / "audit.prom")]) == 2
+    assert cli.main(["audit", "--textfile", str(tmp_path / "missing" / "audit.prom")]) == 2
     assert "missing" in capsys.readouterr().err
 
 
@@ -625,7 +625,7 @@ def test_no_secret_value_reaches_any_output(
     textfile = tmp_path / "audit.prom"
     outputs = []
     for arguments in (["audit"], ["audit", "--json", "--textfile", str(textfile)]):
-        assert cli.run(arguments) == 1
+        assert cli.main(arguments) == 1
         captured = capsys.readouterr()
         outputs += [captured.out, captured.err]
     outputs.append(textfile.read_text())

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from cli_support.database_urls import mask_url
 from ops.backup import (
     backup_database,
     backup_name,
@@ -28,7 +29,7 @@ from ops.backup import (
     restore_database,
 )
 from ops.errors import OpsError
-from ops.pgenv import libpq_environment, mask_url
+from ops.pgenv import libpq_environment
 
 SYSTEM_SCHEMAS = "nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'"
 

@@ -111,18 +111,23 @@ def test_unreachable_server_exits_1_without_the_password(tmp_path: Path) -> None
     assert "Hunter2pw" not in result.stderr + result.stdout
 
 
-def test_vault_subcommand_is_handed_to_sampling_vault(monkeypatch: pytest.MonkeyPatch) -> None:
-    import types
+def test_vault_subcommand_is_sampling_vaults_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m sampling vault`` parses sampling.vault's options and runs its command."""
+    import dataclasses
 
-    seen: list[list[str]] = []
-    fake = types.ModuleType("sampling.vault")
-    fake.main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sampling.vault", fake)
-    import sampling
+    from sampling import cli as sampling_cli
+    from sampling import vault
 
-    monkeypatch.setattr(sampling, "vault", fake, raising=False)
-    assert main(["vault", "--source", "/mnt/vault-1", "--json"]) == 0
-    assert seen == [["--source", "/mnt/vault-1", "--json"]]
+    seen: list[Any] = []
+    commands = tuple(
+        dataclasses.replace(command, run=lambda args: seen.append(args) or 0) if command is vault.COMMAND else command
+        for command in sampling_cli.COMMANDS
+    )
+    monkeypatch.setattr(sampling_cli, "COMMANDS", commands)
+    assert main(["vault", "--source-vault", "/mnt/vault-1", "--target-vault", "/mnt/dev", "--json"]) == 0
+    assert [(args.source_vault, args.target_vault, args.json) for args in seen] == [
+        (Path("/mnt/vault-1"), Path("/mnt/dev"), True)
+    ]
 
 
 def test_yaml_shorthand_and_file_loading(tmp_path: Path) -> None:
@@ -195,3 +200,13 @@ def test_a_malformed_url_names_its_setting_not_libpq(
     assert "postgresql://USER:PASSWORD@HOST:PORT/DATABASE" in error
     assert "Hunter2pw" not in result.stderr + result.stdout
     assert "connection info string" not in error and "ai_socktype" not in error
+
+
+@pytest.mark.parametrize("arguments", [["--help"], ["stack-run", "--help"], ["bogus"], ["plan"]])
+def test_the_installed_script_behaves_as_python_m_sampling(arguments: list[str]) -> None:
+    script = Path(sys.executable).parent / "makapix-sampling"  # pip install -e . puts it there
+    assert script.exists(), f"{script} is missing: run `pip install -e .` (pyproject.toml [project.scripts])"
+    installed = subprocess.run([str(script), *arguments], capture_output=True, text=True, cwd=ROOT, check=False)
+    module = cli(arguments)
+    assert installed.returncode == module.returncode == (0 if "--help" in arguments else 2)
+    assert (installed.stdout, installed.stderr) == (module.stdout, module.stderr)

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from cli_support.commands import ExitCode
+from cli_support.readiness import wait_for_connection
 from sampling import stack_run
 from sampling.errors import SamplingError
-from sampling.readiness import LoginRefused, wait_for_connection, wait_until_accepting
+from sampling.readiness import LoginRefused, wait_until_accepting
 
 Login = Callable[[str, str], str]
 
@@ -69,7 +71,7 @@ def test_a_wrong_production_password_fails_the_stack_run(
     monkeypatch.setenv(stack_run.TARGET_URL_ENV, target)
     code = stack_run.main(["--config", str(write_config(makapix_config)), "--source-wait", "120"])
     out, err = capsys.readouterr()
-    assert code == stack_run.EXIT_FAILURE and out == ""
+    assert code == ExitCode.FAILED and out == ""
     assert "the user or password in SAMPLING_SOURCE_URL is wrong" in err
     assert "pulumi up --stack prod" in err and "wrong-Pa55" not in err
 

@@ -1,4 +1,4 @@
-"""Benchmark of the vault sync: ``python -m sampling.bench_vault --files 100000``.
+"""Benchmark of the vault sync: ``python -m benchmarks.vault --files 100000``.
 
 Builds a production vault of small files (a few KB each, sharded two levels deep, every tenth post
 with an ``_upscaled.webp`` variant) and a posts table naming them, then in the same run measures:
@@ -157,9 +157,7 @@ def run(files: int, workers: int | None, workdir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sampling.bench_vault", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.vault", description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=100_000, help="posts (files) in the production vault")
     parser.add_argument("--workers", type=int, default=None, help="copy threads (default: the sync's)")
     parser.add_argument("--dir", type=Path, default=None, help="parent of the scratch directory")

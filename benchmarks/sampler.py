@@ -1,4 +1,4 @@
-"""Benchmark: ``python -m sampling.bench --users N [--server URL] [--scenario closed|authored|both]``.
+"""Benchmark: ``python -m benchmarks.sampler --users N [--server URL] [--scenario closed|authored|both]``.
 
 Builds a synthetic social database on the server (generate_series, no rows through the client):
 per user about 5 posts, 10 comments, 10 reactions and 5 follows.  Then, for 10% of users, it
@@ -231,7 +231,7 @@ def _child(args: argparse.Namespace) -> int:
 
 
 def _measure(side: str, scenario: str, source: str, target: str) -> dict[str, float]:
-    command = [sys.executable, "-m", "sampling.bench", "--child", side, "--scenario", scenario]
+    command = [sys.executable, "-m", "benchmarks.sampler", "--child", side, "--scenario", scenario]
     command += ["--source", source, "--target", target]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
@@ -381,7 +381,7 @@ def _chain(databases: _Databases, tables: int) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sampling.bench", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="python -m benchmarks.sampler", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument(

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from sampling.bench import main
+from benchmarks.sampler import main
 
 
 def test_the_benchmark_runs_and_both_sides_copy_the_same_rows(
