@@ -70,11 +70,8 @@ def shared_target_url(database: DatabaseSettings, source_url: str, password: str
         return ""
     address = urlsplit(source_url)
     if not address.hostname:
-        # Never a URL to host "None": say which output is wrong instead.
-        raise ValueError(
-            f"the production stack's {SOURCE_URL_OUTPUT} output is not a postgresql:// URL with a host; "
-            "deploy production with this program (`scripts/up prod`), then this stack"
-        )
+        # Not a URL (e.g. a redacted "[secret]"): no target rather than one on host "None".
+        return ""
     port = address.port or 5432
     return f"postgresql://{database.user}:{password}@{address.hostname}:{port}/{database.name}"
 
