@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from cli_support.validation import problem_lines
 from components.config import SECRET_KEYS, EnvironmentConfig, is_bare_repository
 from components.profiles import PROFILES, environment_defaults
 
@@ -146,31 +147,22 @@ def _without_variables_of_null_sections(merged: dict[str, Any], values: Mapping[
 
 def describe_validation_error(error: ValidationError, source: str, namespace: str) -> str:
     """One line per problem: file, key, what is wrong, and what a valid value looks like."""
-    lines = [f"{source}: invalid configuration ({error.error_count()} problem(s)):"]
-    for problem in error.errors():
-        location = [str(part) for part in problem["loc"]]
-        key = (
-            f"{namespace}:{location[0]}" + "".join(f".{part}" for part in location[1:])
-            if location
-            else namespace
-        )
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
-            message = (
-                "unknown key; remove it or check its spelling (see the configuration reference in README.md)"
-            )
-        elif problem["type"] == "missing":
-            message = "required key is missing"
-        got = problem.get("input")
-        detail = (
-            ""
-            if problem["type"] in ("missing", "extra_forbidden") or isinstance(got, dict)
-            else f" (got {got!r})"
-        )
-        example = _example_for(location)
-        hint = f"; e.g. {example!r}" if example is not None and "e.g." not in message else ""
-        lines.append(f"  {key}: {message}{detail}{hint}")
-    return "\n".join(lines)
+
+    def key(location: tuple[str, ...]) -> str:
+        return ":".join([namespace, ".".join(location)]) if location else namespace
+
+    lines = problem_lines(
+        error,
+        key,
+        example=lambda location: _example_for(list(location)),
+        unknown_key_hint=" (see the configuration reference in README.md)",
+    )
+    return "\n".join(
+        [
+            f"{source}: invalid configuration ({error.error_count()} problem(s)):",
+            *(f"  {line}" for line in lines),
+        ]
+    )
 
 
 def _example_for(location: list[str]) -> Any:
@@ -193,4 +185,3 @@ def _example_for(location: list[str]) -> Any:
             annotation,
         )
     return example
-

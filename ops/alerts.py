@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from cli_support.validation import dotted, problem_lines
 from ops.errors import OpsError
 from ops.monitoring import OUTPUT_NAME, ContainerLimits, MonitoringOutput
 
@@ -76,10 +77,7 @@ def load_monitoring(outputs_file: Path) -> MonitoringOutput:
     try:
         return MonitoringOutput.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in (OUTPUT_NAME, *issue['loc']))}: {issue['msg']}"
-            for issue in error.errors()
-        )
+        problems = "; ".join(problem_lines(error, key=lambda location: dotted((OUTPUT_NAME, *location))))
         raise OpsError(f"{outputs_file}: malformed key {OUTPUT_NAME!r}: {problems}") from error
 
 

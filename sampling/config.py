@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cli_support.validation import problem_lines
 from sampling.errors import ConfigError
 from sampling.strict_yaml import YamlFileError, read_yaml_file
 
@@ -211,13 +212,7 @@ class SamplingConfig(_Strict):
 
 
 def _format_validation_error(path: str, error: ValidationError) -> str:
-    lines = [f"{path}: invalid sampling configuration:"]
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        value = item.get("input")
-        shown = "" if isinstance(value, dict | list) else f" (value: {value!r})"
-        lines.append(f"  {key}: {item['msg']}{shown}")
-    return "\n".join(lines)
+    return "\n".join([f"{path}: invalid sampling configuration:", *(f"  {line}" for line in problem_lines(error))])
 
 
 def parse_config(data: Any, source_file: str = "<config>") -> SamplingConfig:

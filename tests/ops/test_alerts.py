@@ -416,7 +416,7 @@ def test_reads_outputs_with_other_secret_outputs(
         (json.dumps({"monitoring": "[secret]"}), "is a secret output"),
         (
             json.dumps({"monitoring": {"project": "makapix", "environment": "production"}}),
-            "malformed key 'monitoring': monitoring.containers: Field required",
+            "malformed key 'monitoring': monitoring.containers: required key is missing",
         ),
     ],
 )
