@@ -30,6 +30,9 @@ merge.go; generator/labels.go, generator.go), step by step:
 Not reproduced: Swarm services and configs, a base Caddyfile, and caddy-docker-proxy's final
 "process" step, which runs Caddy's adapter and silently DROPS a site block that does not adapt.
 Run ``caddy validate`` on the preview to see what that step would drop.
+
+The module stands alone (the standard library only): the engine tests' edge image runs it without the
+project, so its exit codes are written as numbers (``cli_support.commands.ExitCode``'s USAGE and OK).
 """
 
 from __future__ import annotations
@@ -42,8 +45,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cmp_to_key
 from pathlib import Path
-
-from cli_support.commands import ExitCode
 
 LABEL_PREFIX = "caddy"
 INGRESS_NETWORK_LABEL = "caddy_ingress_network"
@@ -385,8 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(caddyfile_from_containers(read_containers(arguments.labels_json)))
     except LabelError as error:
         print(f"error: {error}", file=sys.stderr)
-        return ExitCode.USAGE
-    return ExitCode.OK
+        return 2  # ExitCode.USAGE
+    return 0  # ExitCode.OK
 
 
 if __name__ == "__main__":

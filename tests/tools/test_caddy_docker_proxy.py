@@ -273,3 +273,27 @@ def test_cli_runs_as_a_module(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert (completed.returncode, completed.stdout) == (0, "makapix.club {\n\trespond ok\n}\n")
+
+
+# The interpreter the venv was made from: it has none of the project's packages installed.
+BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
+
+
+def test_the_translation_runs_alone_as_the_edge_image_runs_it(tmp_path: Path) -> None:
+    """The engine tests' edge image copies this one file, without the project: standard library only."""
+    source = Path(__file__).resolve().parents[2] / "tools" / "caddy_docker_proxy.py"
+    alone = tmp_path / "caddy_docker_proxy.py"
+    shutil.copy(source, alone)
+    labels = tmp_path / "labels.json"
+    labels.write_text(
+        json.dumps([{"labels": {"caddy": "example.org", "caddy.respond": "ok"}, "address": "10.0.0.2"}])
+    )
+    ran = subprocess.run(
+        [BASE_PYTHON, "-I", str(alone), str(labels)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "example.org {" in ran.stdout
+    missing = subprocess.run(
+        [BASE_PYTHON, "-I", str(alone), str(tmp_path / "none.json")], capture_output=True
+    )
+    assert missing.returncode == 2
