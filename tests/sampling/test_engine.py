@@ -705,7 +705,7 @@ def test_a_session_holding_a_lock_stops_the_run_with_its_name_and_how_to_retry(
 
 def test_lock_timeout_must_be_a_duration(makapix_config: dict[str, Any]) -> None:
     makapix_config["lock_timeout"] = "forever"
-    with pytest.raises(ConfigError, match=r"lock_timeout: Value error, must look like '30s'"):
+    with pytest.raises(ConfigError, match=r"lock_timeout: must look like '30s'"):
         parse_config(makapix_config, "cfg.yaml")
 
 
