@@ -122,7 +122,7 @@ backup = (
 )
 
 plain_environment, secret_environment = application_environment(
-    settings, database.url, redis.url, secrets.values
+    settings, database.url, redis.url, mqtt.client_sources if mqtt else {}, secrets.values
 )
 services = {
     service: AppService(
@@ -225,7 +225,7 @@ sampling_run = (
 )
 
 isolation_fingerprint = secrets.hashes().apply(
-    lambda hashes: fingerprint(settings, hashes).model_dump(mode="json")
+    lambda hashes: fingerprint(settings, placement, hashes).model_dump(mode="json")
 )
 if settings.isolation.peer_stack:
     IsolationCheck(
@@ -240,9 +240,9 @@ if settings.isolation.peer_stack:
 pulumi.export("environment", settings.environment)
 pulumi.export(
     "monitoring",
-    sampling_run.summary.apply(lambda summary: monitoring_output(settings, summary))
+    sampling_run.summary.apply(lambda summary: monitoring_output(settings, placement, summary))
     if sampling_run
-    else monitoring_output(settings),
+    else monitoring_output(settings, placement),
 )
 pulumi.export("isolation_fingerprint", isolation_fingerprint)
 pulumi.export("database_url", database.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
@@ -17,8 +18,6 @@ from components.container import (
     limit_args,
     replace_when_changed,
 )
-from components.mqtt import client_sources as mqtt_client_sources
-from components.placement import stack_placement
 
 
 def worker_command(service: ServiceSettings) -> list[str]:
@@ -91,9 +90,13 @@ def application_sources(
     settings: EnvironmentConfig,
     database_url: pulumi.Output[str],
     redis_url: str,
+    mqtt_sources: Mapping[str, str],
     secrets: dict[str, pulumi.Output[str]],
 ) -> tuple[dict[str, str], dict[str, pulumi.Output[str]]]:
     """Every value the program can pass to the application (``APPLICATION_SOURCES``), plain and secret.
+
+    The servers' addresses come from their components: ``Database.url``, ``Redis.url`` and
+    ``MqttBroker.client_sources`` (empty without a broker).
 
     An optional setting that is not configured has no entry: its variables are not passed.
     """
@@ -114,9 +117,7 @@ def application_sources(
         plain["domain.vault"] = domain.vault
     if settings.oauth.github_client_id:
         plain["oauth.github_client_id"] = settings.oauth.github_client_id
-    broker = stack_placement(settings).mqtt
-    if settings.mqtt is not None and broker is not None:
-        plain |= mqtt_client_sources(broker, settings.mqtt)
+    plain |= mqtt_sources
     if settings.email is not None:
         plain["email.from_address"] = settings.email.from_address
     if settings.application.admin is not None:
@@ -130,10 +131,11 @@ def application_environment(
     settings: EnvironmentConfig,
     database_url: pulumi.Output[str],
     redis_url: str,
+    mqtt_sources: Mapping[str, str],
     secrets: dict[str, pulumi.Output[str]],
 ) -> tuple[dict[str, str], dict[str, pulumi.Output[str]]]:
     """The variables every app container gets (``application.variables``), split into plain and secret."""
-    plain_sources, secret_sources = application_sources(settings, database_url, redis_url, secrets)
+    plain_sources, secret_sources = application_sources(settings, database_url, redis_url, mqtt_sources, secrets)
     plain: dict[str, str] = {}
     secret: dict[str, pulumi.Output[str]] = {}
     for variable, source in settings.application.passed.items():

@@ -116,7 +116,7 @@ class Database(pulumi.ComponentResource):
             networks_advanced=server_networks(placement, args.networks, args.published_network),
             ports=port_args(placement),
             healthcheck=healthcheck(check, start_period="30s"),
-            labels=labels(placement.labels or {}),
+            labels=labels(placement.labels),
             restart="unless-stopped",
             log_driver="json-file",
             log_opts=LOG_OPTIONS,

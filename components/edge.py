@@ -94,7 +94,7 @@ class Edge(pulumi.ComponentResource):
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=network) for network in network_names
             ],
-            labels=labels({**CADDY_GLOBAL_LABELS, **(placement.labels or {})}),
+            labels=labels({**CADDY_GLOBAL_LABELS, **placement.labels}),
             restart="unless-stopped",
             log_driver="json-file",
             log_opts=LOG_OPTIONS,

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.config import EnvironmentConfig
-from components.placement import stack_placement
+from components.placement import StackPlacement, stack_placement
 
 
 class _Facts(BaseModel):
@@ -139,9 +139,10 @@ class Fingerprint(_Facts):
     secret_hashes: dict[str, str] = Field(default_factory=dict)
 
 
-def fingerprint(settings: EnvironmentConfig, secret_hashes: dict[str, str] | None = None) -> Fingerprint:
+def fingerprint(
+    settings: EnvironmentConfig, placement: StackPlacement, secret_hashes: dict[str, str] | None = None
+) -> Fingerprint:
     """The fingerprint of one stack, read off its placement and configuration."""
-    placement = stack_placement(settings)
     return Fingerprint(
         project=settings.project,
         environment=settings.environment,
@@ -381,7 +382,9 @@ def find_collisions(mine: Fingerprint, theirs: Fingerprint) -> list[Collision]:
 
 def check_pair(first: EnvironmentConfig, second: EnvironmentConfig) -> list[Collision]:
     """Collisions between two configurations, without secrets (the stacks compare those)."""
-    return find_collisions(fingerprint(first), fingerprint(second))
+    return find_collisions(
+        fingerprint(first, stack_placement(first)), fingerprint(second, stack_placement(second))
+    )
 
 
 def collision_report(collisions: list[Collision], mine: str, theirs: str) -> str:

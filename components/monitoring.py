@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.config import EnvironmentConfig, Resources, memory_bytes
-from components.placement import stack_placement
+from components.placement import StackPlacement
 from ops.monitoring import (
     ApiMonitoring,
     ContainerLimits,
@@ -31,9 +31,10 @@ def _limits(name: str, service: str, resources: Resources) -> ContainerLimits:
     )
 
 
-def monitoring_output(settings: EnvironmentConfig, sampling: dict[str, Any] | None = None) -> dict[str, Any]:
+def monitoring_output(
+    settings: EnvironmentConfig, placement: StackPlacement, sampling: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The plain JSON the stack exports as ``monitoring`` (``sampling``: the dev stack's run summary)."""
-    placement = stack_placement(settings)
     containers = [
         _limits(settings.container_name(service), service, config.resources)
         for service, config in settings.services.items()

@@ -153,6 +153,8 @@ class MqttBroker(pulumi.ComponentResource):
     # Shared broker, its owner: the other environments' passwords, by environment name.
     guest_passwords: dict[str, pulumi.Output[str]]
     facts: dict[str, Any]
+    # The plain settings its clients get, by ``application.variables`` source (``client_sources``).
+    client_sources: dict[str, str]
 
     def __init__(self, name: str, args: MqttBrokerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # One Pulumi type for every mode: switching modes replaces children, never the component's URN.
@@ -165,6 +167,7 @@ class MqttBroker(pulumi.ComponentResource):
         self.guest_passwords = {}
         self._client_secrets: dict[str, pulumi.Output[str]] = {}
         mqtt, host = args.mqtt, args.placement.container
+        self.client_sources = client_sources(args.placement, mqtt)
         shared = args.placement.role != "own"
         self.facts = {
             "mode": mqtt.mode,
@@ -236,7 +239,7 @@ class _BrokerServer(MqttBroker):
             networks_advanced=server_networks(placement, args.networks, args.published_network),
             ports=port_args(placement),
             healthcheck=healthcheck(check),
-            labels=labels(placement.labels or {}),
+            labels=labels(placement.labels),
             restart="unless-stopped",
             log_driver="json-file",
             log_opts=LOG_OPTIONS,

@@ -60,11 +60,10 @@ class ServerPlacement:
     # Where the server meets app containers: this environment's network (own, guest) or every
     # served environment's (shared owner).
     networks: tuple[str, ...]
-    ports: tuple[HostPort, ...] = ()
-    # The plain bridge network its published ports are forwarded from (moby/moby#36174), if any.
-    published_network: str | None = None
     # ``owner_labels`` of the container (``python -m ops audit`` reads them).
-    labels: Mapping[str, str] | None = None
+    labels: Mapping[str, str]
+    # What it publishes on the host; a server with ports also joins the stack's published network.
+    ports: tuple[HostPort, ...] = ()
 
     @property
     def declared(self) -> bool:
@@ -155,12 +154,12 @@ def stack_placement(settings: EnvironmentConfig) -> StackPlacement:
     owns_shared = any(role(mode, environment) == "shared-owner" for mode in modes)
     data_network = settings.shared_network_name() if "shared" in modes else None
     declared_data = {served: settings.shared_network_name(served) for served in settings.served_environments}
-    published = settings.network_name("published")
+    internal = settings.network_name("internal")
 
     def server(kind: ServerKind, mode: str, ports: list[HostPort], alias: str | None) -> ServerPlacement:
         placed = role(mode, environment)
         if placed == "own":
-            networks: tuple[str, ...] = (settings.network_name("internal"),)
+            networks: tuple[str, ...] = (internal,)
             container = settings.container_name(kind)
             volume: str | None = settings.volume_name(_VOLUMES[kind])
         else:
@@ -176,9 +175,8 @@ def stack_placement(settings: EnvironmentConfig) -> StackPlacement:
             alias=alias,
             volume=volume,
             networks=networks,
-            ports=tuple(ports),
-            published_network=published if ports else None,
             labels=owner_labels(project, environment, "data" if placed != "own" else None),
+            ports=tuple(ports),
         )
 
     remote = settings.remote_access
@@ -197,7 +195,8 @@ def stack_placement(settings: EnvironmentConfig) -> StackPlacement:
         broker_ports = [HostPort(MQTT_TLS_PORT, settings.mqtt.public_port)]
         shared_broker = settings.mqtt.mode == "shared"
         mqtt = server("mqtt", settings.mqtt.mode, broker_ports, alias=None if shared_broker else "mqtt")
-    edge = _edge_placement(settings)
+    edge_networks = {served: f"{project}-{served}-edge" for served in settings.edge.serves}
+    edge = _edge_placement(settings, edge_networks)
     publishes = any(server.ports for server in (db, redis, mqtt) if server is not None)
     return StackPlacement(
         db=db,
@@ -205,25 +204,18 @@ def stack_placement(settings: EnvironmentConfig) -> StackPlacement:
         mqtt=mqtt,
         edge=edge,
         app_containers=tuple(settings.container_name(service) for service in settings.services),
-        internal_network=settings.network_name("internal"),
+        internal_network=internal,
         data_network=data_network,
         declared_data_networks=declared_data if owns_shared else {},
-        published_network=published if publishes else None,
+        published_network=settings.network_name("published") if publishes else None,
         edge_network=settings.network_name("edge"),
-        declared_edge_networks=(
-            {served: edge_network_name(project, served) for served in settings.edge.serves}
-            if edge.declared
-            else {}
-        ),
+        declared_edge_networks=edge_networks if edge.declared else {},
     )
 
 
-def edge_network_name(project: str, environment_name: str) -> str:
-    return f"{project}-{environment_name}-edge"
-
-
-def _edge_placement(settings: EnvironmentConfig) -> ServerPlacement:
-    """The Caddy edge: owned by the stack with ``edge.caddy: own``, which serves every environment."""
+def _edge_placement(settings: EnvironmentConfig, edge_networks: Mapping[str, str]) -> ServerPlacement:
+    """The Caddy edge: owned by the stack with ``edge.caddy: own``, which joins every served
+    environment's edge network (``edge_networks``, by environment name)."""
     edge = settings.edge
     owner = edge.caddy == "own"
     return ServerPlacement(
@@ -232,11 +224,7 @@ def _edge_placement(settings: EnvironmentConfig) -> ServerPlacement:
         host=f"{settings.project}-edge-caddy",
         alias=None,
         volume=f"{settings.project}-edge_caddy_data" if owner else None,
-        networks=(
-            tuple(edge_network_name(settings.project, served) for served in edge.serves)
-            if owner
-            else (settings.network_name("edge"),)
-        ),
-        ports=(HostPort(80, edge.http_port), HostPort(443, edge.https_port)) if owner else (),
+        networks=tuple(edge_networks.values()) if owner else (settings.network_name("edge"),),
         labels=owner_labels(settings.project, settings.environment, "edge"),
+        ports=(HostPort(80, edge.http_port), HostPort(443, edge.https_port)) if owner else (),
     )

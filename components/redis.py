@@ -69,7 +69,7 @@ class Redis(pulumi.ComponentResource):
             # Remote workers (production only) reach Redis on the VPN address, never on every interface.
             ports=port_args(placement) or None,
             healthcheck=healthcheck(check),
-            labels=labels(placement.labels or {}),
+            labels=labels(placement.labels),
             restart="unless-stopped",
             log_driver="json-file",
             log_opts=LOG_OPTIONS,

@@ -52,6 +52,7 @@ def remote_application_environment(
             database.user, database_password, str(access.address), access.database_port, database.name
         ),
         remote_redis_url(settings),
+        {},  # remote workers run without a broker (validated in config)
         secrets,
     )
 

@@ -13,6 +13,7 @@ import yaml
 from components.caddy_labels import ROBOTS_TAG, ROBOTS_TXT
 from components.isolation import Fingerprint, check_pair, find_collisions, fingerprint
 from components.parsing import ConfigurationError, merge_settings, parse_environment
+from components.placement import stack_placement
 from tools.caddy_docker_proxy import LabelledContainer, caddyfile_from_containers
 from tools.desired_state import RenderError, Secret, fake_repo_digest
 
@@ -26,6 +27,11 @@ VOLUME = "docker:index/volume:Volume"
 PROVIDER = "pulumi:providers:docker"
 PASSWORD = "random:index/randomPassword:RandomPassword"
 CADDY_ITSELF = LabelledContainer({"caddy.auto_https": "off", "caddy.admin": "off"}, (), "caddy")
+
+
+def fingerprint_of(settings, secret_hashes=None):
+    """The stack's fingerprint, its placement computed as __main__ does."""
+    return fingerprint(settings, stack_placement(settings), secret_hashes)
 
 
 def stack(stack_name: str, /, **changes: Any):
@@ -341,7 +347,7 @@ def test_each_shared_mode_collision_is_named(kind, prod_change, dev_change, word
 
 def test_a_fingerprint_of_development_with_remote_workers_is_a_collision():
     """Config refuses it first; the guard also refuses a peer fingerprint that has them (defence in depth)."""
-    prod, dev = fingerprint(stack("prod")), fingerprint(stack("dev"))
+    prod, dev = fingerprint_of(stack("prod")), fingerprint_of(stack("dev"))
     assert find_collisions(dev, prod) == []
     dev = dev.model_copy(update={"remote_workers": ["ssh://deploy@10.8.0.9"]})
     collisions = find_collisions(dev, prod)
@@ -353,10 +359,10 @@ def test_a_fingerprint_of_development_with_remote_workers_is_a_collision():
 
 def test_a_fingerprint_without_bindings_or_nulls_is_still_compared():
     """A prod stack exported before bindings existed, or with nulls dropped by the Pulumi output, still works."""
-    exported = fingerprint(stack("prod")).model_dump(mode="json")
+    exported = fingerprint_of(stack("prod")).model_dump(mode="json")
     del exported["bindings"], exported["mqtt"], exported["app_networks"]
     exported["oauth"].pop("client_id")
-    prod, dev = Fingerprint.model_validate(exported), fingerprint(stack("dev", redis={"db_index": 1}))
+    prod, dev = Fingerprint.model_validate(exported), fingerprint_of(stack("dev", redis={"db_index": 1}))
     assert kinds(find_collisions(dev, prod)) == {"redis", "bound to the other environment"}
 
 

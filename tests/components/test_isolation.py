@@ -7,12 +7,18 @@ import yaml
 
 from components.isolation import check_pair, find_collisions, fingerprint, secret_hash
 from components.parsing import merge_settings, parse_environment
+from components.placement import stack_placement
 from tools.desired_state import RenderError
 
 # The SSH host key of the example worker host 10.8.0.5 (remote workers need it pinned).
 GPU1_KNOWN_HOSTS = "10.8.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh7r2ZSjmZFs+Rcf0TJ4IXCmGHAGmlEIu6NvaT004sF"
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def fingerprint_of(settings, secret_hashes=None):
+    """The stack's fingerprint, its placement computed as __main__ does."""
+    return fingerprint(settings, stack_placement(settings), secret_hashes)
 
 
 def stack(stack_name: str, /, **changes):
@@ -116,11 +122,11 @@ def test_shared_servers_with_distinct_databases_prefixes_and_indexes_pass():
 def test_same_secret_is_a_collision_only_through_its_hash():
     prod, dev = stack("prod"), stack("dev")
     same = {"jwt_secret": secret_hash("s3cret")}
-    found = find_collisions(fingerprint(prod, same), fingerprint(dev, same))
+    found = find_collisions(fingerprint_of(prod, same), fingerprint_of(dev, same))
     assert [str(c) for c in found] == ["secret: both environments use the same jwt_secret"]
-    assert "s3cret" not in str(fingerprint(prod, same))
+    assert "s3cret" not in str(fingerprint_of(prod, same))
     assert (
-        find_collisions(fingerprint(prod, same), fingerprint(dev, {"jwt_secret": secret_hash("other")})) == []
+        find_collisions(fingerprint_of(prod, same), fingerprint_of(dev, {"jwt_secret": secret_hash("other")})) == []
     )
 
 
@@ -196,7 +202,7 @@ def test_a_server_that_publishes_a_port_sits_on_a_plain_network_of_its_own_envir
 
 
 def test_a_network_both_environments_declare_or_their_apps_join_is_a_collision():
-    prod, dev = fingerprint(stack("prod")), fingerprint(stack("dev"))
+    prod, dev = fingerprint_of(stack("prod")), fingerprint_of(stack("dev"))
     assert find_collisions(prod, dev) == []
     # Both stacks owning the edge: both would declare every edge network and the Caddy container.
     both_edges = check_pair(
@@ -214,6 +220,6 @@ def test_a_network_both_environments_declare_or_their_apps_join_is_a_collision()
 def test_a_peer_fingerprint_this_program_cannot_read_is_refused_with_what_to_do():
     from components.isolation_check import IsolationError, check_against_peer
 
-    mine = fingerprint(stack("dev")).model_dump(mode="json")
+    mine = fingerprint_of(stack("dev")).model_dump(mode="json")
     with pytest.raises(IsolationError, match=r"cannot read.*deploy that stack with this version"):
         check_against_peer("dev", "prod", mine, {"project": "makapix"})
