@@ -60,13 +60,19 @@ def test_a_bad_timeout_is_a_configuration_error(makapix_config: dict[str, Any]) 
 
 
 def _source_statement(rows: Rows, server: str, database: str) -> list[tuple[Any, ...]]:
-    """(pid, state) of the source backends running the sampler's sleeping selection."""
+    """(pid, state, wait_event) of the source backends whose last statement is the sampler's sleeping
+    selection.  The EXPLAINs that check the selection first show the same text for a moment, so only
+    a backend waiting in ``PgSleep`` is the selection at work."""
     return rows(
         server,
-        "SELECT pid, state FROM pg_stat_activity WHERE datname = '"
+        "SELECT pid, state, wait_event FROM pg_stat_activity WHERE datname = '"
         + database
         + "' AND query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()",
     )
+
+
+def _sleeping(statements: list[tuple[Any, ...]]) -> bool:
+    return any(state == "active" and wait_event == "PgSleep" for _pid, state, wait_event in statements)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
@@ -87,13 +93,13 @@ def test_stopping_the_sampler_ends_its_statement_on_the_source(
     while (
         time.monotonic() < deadline
         and process.poll() is None
-        and not _source_statement(rows, postgres_server_url, database)
+        and not _sleeping(_source_statement(rows, postgres_server_url, database))
     ):
         time.sleep(0.2)
     if process.poll() is not None:
         assert process.stderr is not None
         pytest.fail(f"the run ended before its selection started: {process.stderr.read().decode()}")
-    assert _source_statement(rows, postgres_server_url, database), "the selection never started"
+    assert _sleeping(_source_statement(rows, postgres_server_url, database)), "the selection never started"
     process.send_signal(stop)
     process.wait(timeout=30)
     if stop != signal.SIGKILL:
@@ -102,10 +108,10 @@ def test_stopping_the_sampler_ends_its_statement_on_the_source(
     # Without a cancellation the backend would sleep on for ten minutes; give it a generous while.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(
-        state == "active" for _pid, state in _source_statement(rows, postgres_server_url, database)
+        state == "active" for _pid, state, _wait in _source_statement(rows, postgres_server_url, database)
     ):
         time.sleep(0.2)
     assert not any(
-        state == "active" for _pid, state in _source_statement(rows, postgres_server_url, database)
+        state == "active" for _pid, state, _wait in _source_statement(rows, postgres_server_url, database)
     )
     assert rows(target, "SELECT id FROM users") == [(99,)]
