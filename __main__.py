@@ -112,7 +112,7 @@ backup = (
             release=release,
             postgres_image=settings.images.postgres,
             database_url=database.host_url,
-            image=images.images[release.migrations_service],
+            image=images.images[release.service],
             depends_on=[*filter(None, [database.container])],
             ssh_private_key=ssh_private_key,
         ),
@@ -152,9 +152,9 @@ migrations = (
         MigrationsArgs(
             host=settings.host,
             release=release,
-            container=services[release.migrations_service].container,
-            container_name=settings.container_name(release.migrations_service),
-            image=images.images[release.migrations_service],
+            container=services[release.service].container,
+            container_name=settings.container_name(release.service),
+            image=images.images[release.service],
             ssh_private_key=ssh_private_key,
         ),
     )
@@ -209,7 +209,8 @@ sampling_run = (
             host=settings.host,
             vault=settings.vault,
             stack_file=stack.stack_file,
-            target_url=database.host_url if placement.db.role == "own" else None,
+            database_role=placement.db.role,
+            target_url=database.host_url,
             database_password=database.password,
             source_stack_exists=stack.stack_exists(settings.sampling.source_stack),
             # The sample goes into the migrated schema, after the new app containers are up.

@@ -28,6 +28,16 @@ from pydantic import (
 from components.known_hosts import HostKey, how_to_get, parse_known_hosts_line
 
 Environment = Literal["production", "development"]
+# Who runs a server, from one stack's point of view (components/placement.py).
+Role = Literal["own", "shared-owner", "shared-guest"]
+
+
+def role(mode: str, environment: str) -> Role:
+    """The one rule: in shared mode production runs the server and development is its guest."""
+    if mode != "shared":
+        return "own"
+    return "shared-owner" if environment == "production" else "shared-guest"
+
 
 # Secret config keys (``pulumi config set --secret <project>:<key>``); each optional unless noted.
 SECRET_KEYS = {
@@ -455,10 +465,17 @@ class ReleaseSettings(Settings):
     # Seconds the backup waits for a freshly started database to accept connections.
     wait_seconds: int = Field(default=120, ge=0, le=3600, examples=[120])
     # Run with `docker exec` in the new container of `migrations_service`; None: no migrations.
-    migrations_command: list[str] | None = Field(
-        default_factory=lambda: ["alembic", "upgrade", "head"], examples=[["alembic", "upgrade", "head"]]
-    )
-    migrations_service: str = Field(default="api", pattern=_NAME.pattern, examples=["api"])
+    migrations_command: list[str] | None = Field(default=None, examples=[["alembic", "upgrade", "head"]])
+    # The service whose image holds the migrations: its image changing makes a release. Needed with
+    # backup or a migrations command.
+    migrations_service: str | None = Field(default=None, pattern=_NAME.pattern, examples=["api"])
+
+    @property
+    def service(self) -> str:
+        """``migrations_service``, which the environment's validation requires once it is used."""
+        if self.migrations_service is None:
+            raise ValueError("release.migrations_service is not set")
+        return self.migrations_service
 
     @field_validator("migrations_command")
     @classmethod
@@ -668,6 +685,11 @@ class EnvironmentConfig(Settings):
         if self.database.table_prefix and self.database.mode != "shared":
             raise ValueError("database.table_prefix is set but database.mode is not 'shared'")
         uses_service = self.release.migrations_command is not None or self.release.backup
+        if uses_service and self.release.migrations_service is None:
+            raise ValueError(
+                "release.migrations_service is not set but release.backup or release.migrations_command is: "
+                f"name the service whose image holds the migrations, one of: {', '.join(sorted(self.services))}"
+            )
         if uses_service and self.release.migrations_service not in self.services:
             raise ValueError(
                 f"release.migrations_service {self.release.migrations_service!r} is not one of services "
@@ -684,7 +706,7 @@ class EnvironmentConfig(Settings):
                 f"{self.images.postgres!r}; set release.pg_bin to the directory of a pg_dump at least as new as "
                 "the server, e.g. '/usr/lib/postgresql/17/bin'"
             )
-        if self.release.backup and self.database.mode == "shared" and self.environment != "production":
+        if self.release.backup and role(self.database.mode, self.environment) == "shared-guest":
             raise ValueError(
                 "release.backup is true but this stack's database lives on production's shared server; "
                 "the production stack backs that server up: set release.backup: false"

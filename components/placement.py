@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from components.config import EnvironmentConfig
+from components.config import Role as Role  # re-exported: the placement's vocabulary
+from components.config import role as role
 from components.container import owner_labels
 
-Role = Literal["own", "shared-owner", "shared-guest"]
 ServerKind = Literal["db", "redis", "mqtt"]
 
 # The broker's TLS listener inside its container, published on the host.
@@ -138,13 +139,6 @@ class StackPlacement:
     def host_ports(self) -> list[int]:
         """Every port this stack publishes on the Docker host."""
         return sorted({port for server in self.servers.values() for port in server.host_ports})
-
-
-def role(mode: str, environment: str) -> Role:
-    """The one rule: in shared mode production runs the server and development is its guest."""
-    if mode != "shared":
-        return "own"
-    return "shared-owner" if environment == "production" else "shared-guest"
 
 
 def stack_placement(settings: EnvironmentConfig) -> StackPlacement:

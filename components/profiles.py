@@ -80,7 +80,12 @@ def makapix(environment: Environment, name: str) -> dict[str, Any]:
             "reader_role": "makapix_sampler",
         },
         # Production is backed up before each release; migrations: alembic in the new api container.
-        "release": {"backup": production, "backup_dir": f"/srv/makapix/backups/{name}"},
+        "release": {
+            "backup": production,
+            "backup_dir": f"/srv/makapix/backups/{name}",
+            "migrations_command": ["alembic", "upgrade", "head"],
+            "migrations_service": "api",
+        },
     }
 
 

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_random as random
 
-from components.config import DatabaseSettings, HostSettings, SamplingSettings, VaultSettings
+from components.config import DatabaseSettings, HostSettings, Role, SamplingSettings, VaultSettings
 from components.host_command import HostCommandArgs, host_command
 from components.parsing import ConfigurationError
 from sampling.config import SamplingConfig, load_config
@@ -79,14 +79,16 @@ def shared_target_url(database: DatabaseSettings, source_url: str, password: str
 @dataclass(frozen=True)
 class SamplingRunArgs:
     sampling: SamplingSettings
-    # The dev database: its mode, and (shared mode) its user and name on production's server.
+    # The dev database: (as a guest of production's shared server) its user and name there.
     database: DatabaseSettings
+    # Its placement's role: ``own`` (reached at ``target_url``) or ``shared-guest``.
+    database_role: Role
     host: HostSettings
     # The dev vault the sampler copies into.
     vault: VaultSettings
     stack_file: str
     # The dev database as its owner, where the host reaches it (``Database.host_url``; secret).
-    # Shared mode: None, the URL is derived from production's address and ``database_password``.
+    # A guest has none: the URL is derived from production's address and ``database_password``.
     target_url: pulumi.Input[str] | None
     database_password: pulumi.Input[str]
     # False when the production stack is known not to exist (scripts/up): no StackReference is made.
@@ -108,7 +110,8 @@ class SamplingRun(pulumi.ComponentResource):
         sampling = args.sampling
         namespace = pulumi.get_project()  # the stack file's key prefix, for error messages
         config, config_hash = sampling_config(sampling, args.stack_file, namespace)
-        if args.target_url is None and args.database.mode != "shared":
+        guest = args.database_role == "shared-guest"
+        if args.target_url is None and not guest:
             raise ConfigurationError(
                 f"{args.stack_file}: sampling.enabled needs {namespace}:database.host_port: the sampler reaches the "
                 "development database on the host's loopback (e.g. 55433)"
@@ -142,7 +145,7 @@ class SamplingRun(pulumi.ComponentResource):
         )
         target_url: pulumi.Input[str] = (
             args.target_url
-            if args.target_url is not None
+            if args.target_url is not None and not guest
             else pulumi.Output.secret(
                 pulumi.Output.all(source_url, args.database_password).apply(
                     lambda pair: shared_target_url(args.database, str(pair[0]), str(pair[1]))

@@ -155,6 +155,11 @@ def test_configured_migrations_command_and_none(render_stack):
             {"release": {"migrations_service": "backend", "migrations_command": None}},
             "release.migrations_service 'backend' is not one of services (api, web, worker)",
         ),
+        (
+            {"release": {"migrations_service": None}},
+            "release.migrations_service is not set but release.backup or release.migrations_command is: "
+            "name the service whose image holds the migrations, one of: api, web, worker",
+        ),
         ({"release": {"keep": 0}}, "makapix:release.keep: Input should be greater than or equal to 1"),
         (
             {"release": {"backup_dir": "backups"}},
