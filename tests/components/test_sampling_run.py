@@ -199,7 +199,29 @@ def test_shared_mode_targets_the_dev_database_on_productions_server(render_stack
         "makapix",
     )
     # Same database, other table prefix: the sampler's mapping (source_prefix/target_prefix) does the rest.
-    target = shared_target_url(settings.database, "postgresql://reader:pw@127.0.0.1:55432/clippy_front", "ownerpw")
+    target = shared_target_url(
+        settings.database, "postgresql://reader:pw@127.0.0.1:55432/clippy_front", "ownerpw"
+    )
     assert target == "postgresql://clippy:ownerpw@127.0.0.1:55432/clippy_front"
     assert shared_target_url(settings.database, "", "ownerpw") == ""
     assert shared_target_url(settings.database, "[secret]", "ownerpw") == ""
+
+
+def test_a_dev_database_of_its_own_without_a_host_port_cannot_be_sampled_into(
+    render_stack: Callable[..., Any],
+) -> None:
+    # The sampler reaches a database the stack runs itself on the host's loopback; only a guest of
+    # production's shared server is reached where production is.
+    with pytest.raises(
+        RenderError, match=r"Pulumi.dev.yaml: sampling.enabled needs makapix:database.host_port"
+    ):
+        render_stack("dev", references=references(sampling_source_url=SOURCE), database={"host_port": None})
+    outputs = references(sampling_source_url=SOURCE, shared_database_password="Sh4redOwner")
+    guest = render_stack(
+        "dev", references=outputs, database={"mode": "shared", "name": "makapix_dev", "host_port": None}
+    )
+    assert (
+        guest.get(*RUN)
+        .plain_inputs()["environment"]["SAMPLING_TARGET_URL"]
+        .endswith("@127.0.0.1:55432/makapix_dev")
+    )
