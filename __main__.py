@@ -56,10 +56,11 @@ edge = (
     if placement.edge.declared
     else None
 )
-labels = caddy_labels(settings)
-# On a fresh machine (the edge's owner not deployed yet) there is no edge network to join: Docker
-# refuses to start a container on a missing network. The next `up` of this stack joins it.
-edge_networks = [] if stack.edge_owner_absent else [networks.edge_name]
+labels = caddy_labels(settings.services, settings.domain.web_domain, settings.edge, placement.edge_network)
+# On a fresh machine a guest's edge network, which its peer (the edge's owner) makes, does not
+# exist yet: Docker refuses to start a container on a missing network. The next `up` joins it.
+edge_owner_absent = not placement.edge.declared and stack.peer_absent
+edge_networks = [] if edge_owner_absent else [networks.edge_name]
 database = Database(
     f"{name}-db",
     DatabaseArgs(

@@ -81,10 +81,11 @@ class Database(pulumi.ComponentResource):
             self.password = pulumi.Output.secret(server.require_output("shared_database_password"))
         self.host = placement.container
         self.url = database_url(database.user, self.password, placement.host, 5432, database.name)
-        # Only the stack that runs a server publishes it; a guest of the shared server has no host port.
+        # Where the host reaches it: its loopback port, which only the stack that runs it publishes.
+        loopback = next((port for port in placement.ports if port.ip == "127.0.0.1"), None)
         self.host_url = (
-            database_url(database.user, self.password, "127.0.0.1", database.host_port, database.name)
-            if database.host_port is not None and placement.declared
+            database_url(database.user, self.password, "127.0.0.1", loopback.external, database.name)
+            if loopback is not None
             else None
         )
         self.container = None

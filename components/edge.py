@@ -17,25 +17,28 @@ import pulumi
 import pulumi_docker as docker
 
 from components.caddy_labels import CADDY_GLOBAL_LABELS, ServiceRoute, SiteSettings, site_labels
-from components.config import EdgeSettings, EnvironmentConfig
+from components.config import EdgeSettings, ServiceSettings
 from components.container import LOG_OPTIONS, container_options, labels, port_args, replace_when_changed
 from components.placement import ServerPlacement
 
 
-def caddy_labels(settings: EnvironmentConfig) -> dict[str, dict[str, str]]:
-    """The labels each routed service (one with a ``route``) carries for the shared Caddy, by service."""
+def caddy_labels(
+    services: Mapping[str, ServiceSettings], web_domain: str, edge: EdgeSettings, ingress_network: str
+) -> dict[str, dict[str, str]]:
+    """The labels each routed service (one with a ``route``) carries for the shared Caddy, by service;
+    ``ingress_network`` is the edge network the services join (``StackPlacement.edge_network``)."""
     routes = []
-    for service, config in settings.services.items():
+    for service, config in services.items():
         if config.route is not None:
             assert config.port is not None  # validated in config: a route needs a port
             routes.append(ServiceRoute(service, config.route, config.port))
     return site_labels(
         SiteSettings(
-            domain=settings.domain.web_domain,
-            ingress_network=settings.network_name("edge"),
+            domain=web_domain,
+            ingress_network=ingress_network,
             routes=tuple(routes),
-            strip_prefixes=settings.edge.strip_api_prefix,
-            block_crawlers=settings.edge.block_crawlers,
+            strip_prefixes=edge.strip_api_prefix,
+            block_crawlers=edge.block_crawlers,
         )
     )
 

@@ -174,7 +174,7 @@ class MqttBroker(pulumi.ComponentResource):
             "container": host,
             "topic_prefix": mqtt.topic_prefix,
             "username": mqtt.username,
-            "internal_endpoint": f"mqtt://{host}:{PLAIN_PORT}" if shared else f"mqtts://mqtt:{TLS_PORT}",
+            "internal_endpoint": f"mqtt://{host}:{PLAIN_PORT}" if shared else f"mqtts://{args.placement.host}:{TLS_PORT}",
             "endpoint": f"mqtts://{args.public_host}:{mqtt.public_port}",
         }
 

@@ -27,8 +27,9 @@ class StackConfig:
     # Stacks known not to exist on this backend (MAKAPIX_ABSENT_STACKS, set by scripts/up): no
     # StackReference may name them, Pulumi would fail the whole deployment.
     absent_stacks: frozenset[str] = frozenset()
-    # The stack that owns the edge network this one attaches to (its peer) does not exist yet.
-    edge_owner_absent: bool = False
+    # The peer stack (isolation.peer_stack, as the stack file names it) does not exist yet; the
+    # isolation check against it is then skipped and ``settings`` names no peer.
+    peer_absent: bool = False
 
     def stack_exists(self, name: str) -> bool:
         """False for a stack named (fully, or by its last part) in MAKAPIX_ABSENT_STACKS."""
@@ -91,9 +92,8 @@ def load_stack_config() -> StackConfig:
         name.strip() for name in os.environ.get("MAKAPIX_ABSENT_STACKS", "").split(",") if name.strip()
     )
     peer = settings.isolation.peer_stack
-    # An attaching stack's edge network is made by its peer (production, which owns Caddy).
-    edge_owner_absent = settings.edge.caddy == "attach" and bool(peer) and _named_in(str(peer), absent_stacks)
-    if peer and _named_in(peer, absent_stacks):
+    peer_absent = bool(peer) and _named_in(str(peer), absent_stacks)
+    if peer_absent:
         # scripts/up sets this on a fresh machine, where the peer stack does not exist yet.
         pulumi.log.warn(f"isolation check against stack {settings.isolation.peer_stack!r} skipped")
         settings = settings.model_copy(
@@ -112,5 +112,5 @@ def load_stack_config() -> StackConfig:
         stack_file=stack_file,
         deploy_secrets=deploy_secrets,
         absent_stacks=absent_stacks,
-        edge_owner_absent=edge_owner_absent,
+        peer_absent=peer_absent,
     )
