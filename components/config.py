@@ -26,6 +26,12 @@ from pydantic import (
 )
 
 from components.known_hosts import HostKey, how_to_get, parse_known_hosts_line
+from ops.monitoring import (
+    DEFAULT_CONNECTIONS_ALERT_RATIO,
+    DEFAULT_CONTAINER_LIMIT_ALERT_RATIO,
+    DEFAULT_DISK_ALERT_RATIO,
+    DEFAULT_LATENCY_P99_SECONDS,
+)
 
 Environment = Literal["production", "development"]
 # Who runs a server, from one stack's point of view (components/placement.py).
@@ -511,10 +517,11 @@ class SamplingSettings(Settings):
 class MonitoringSettings(Settings):
     """Alerting thresholds exported for monitoring (004 §12)."""
 
-    api_latency_p99_seconds: float = Field(default=0.5, gt=0, examples=[0.5])
-    database_connections_ratio: float = Field(default=0.8, gt=0, le=1, examples=[0.8])
-    vault_disk_ratio: float = Field(default=0.8, gt=0, le=1, examples=[0.8])
-    container_limit_ratio: float = Field(default=1.0, gt=0, le=1, examples=[1.0])
+    # The defaults are the monitoring output's own (ops/monitoring.py), so the two cannot differ.
+    api_latency_p99_seconds: float = Field(default=DEFAULT_LATENCY_P99_SECONDS, gt=0, examples=[0.5])
+    database_connections_ratio: float = Field(default=DEFAULT_CONNECTIONS_ALERT_RATIO, gt=0, le=1, examples=[0.8])
+    vault_disk_ratio: float = Field(default=DEFAULT_DISK_ALERT_RATIO, gt=0, le=1, examples=[0.8])
+    container_limit_ratio: float = Field(default=DEFAULT_CONTAINER_LIMIT_ALERT_RATIO, gt=0, le=1, examples=[1.0])
     # Mount point of the filesystem holding the vault (node_exporter's `mountpoint` label).
     vault_mountpoint: HostPath = Field(default="/", examples=["/mnt"])
 

@@ -47,7 +47,6 @@ from functools import cmp_to_key
 from pathlib import Path
 
 LABEL_PREFIX = "caddy"
-INGRESS_NETWORK_LABEL = "caddy_ingress_network"
 
 _CADDY_LABEL = re.compile(rf"^{LABEL_PREFIX}(_\d+)?(\.|$)")
 # parent path, order prefix, name, isolating suffix (caddyfile/fromlabels.go labelParserRegex)
