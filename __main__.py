@@ -131,7 +131,7 @@ services = {
         AppServiceArgs(
             service=service,
             config=config,
-            container_name=settings.container_name(service),
+            container_name=placement.app_containers[service],
             vault=settings.vault,
             owner_labels=owner_labels(settings.project, settings.environment),
             plain_environment=plain_environment,
@@ -154,7 +154,7 @@ migrations = (
             host=settings.host,
             release=release,
             container=services[release.service].container,
-            container_name=settings.container_name(release.service),
+            container_name=placement.app_containers[release.service],
             image=images.images[release.service],
             ssh_private_key=ssh_private_key,
         ),
@@ -270,7 +270,9 @@ if images.previous_digests is not None:
 pulumi.export(
     "services",
     {
-        service: service_exports(settings, service, app.networks, plain_environment)
+        service: service_exports(
+            service, settings.services[service], placement.app_containers[service], app.networks, plain_environment
+        )
         for service, app in services.items()
     },
 )

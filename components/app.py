@@ -147,15 +147,15 @@ def application_environment(
 
 
 def service_exports(
-    settings: EnvironmentConfig,
     service: str,
+    config: ServiceSettings,
+    container_name: str,
     networks: list[pulumi.Input[str]],
     plain_environment: dict[str, str],
 ) -> dict[str, pulumi.Input[object]]:
     """What the stack tells about one app container: name, networks, limits, internal endpoint, settings."""
-    config = settings.services[service]
     return {
-        "container": settings.container_name(service),
+        "container": container_name,
         "networks": networks,
         "limits": config.resources.model_dump(exclude_none=True),
         "internal_endpoint": f"http://{service}:{config.port}" if config.port else None,

@@ -50,7 +50,7 @@ def _redis_db_index(url: str) -> int | None:
     return int(path) if path.isdigit() else 0
 
 
-def bindings(settings: EnvironmentConfig) -> list[Binding]:
+def bindings(settings: EnvironmentConfig, placement: StackPlacement) -> list[Binding]:
     """Which table prefixes and Redis DB indexes each app container and remote worker really gets.
 
     Normally the environment's own; a variable override (``services.<name>.environment``,
@@ -68,7 +68,7 @@ def bindings(settings: EnvironmentConfig) -> list[Binding]:
         return Binding(container=container, table_prefixes=sorted(prefixes), redis_db_indexes=sorted(indexes))
 
     found = [
-        binding(settings.container_name(name), service.environment)
+        binding(placement.app_containers[name], service.environment)
         for name, service in settings.services.items()
     ]
     for worker in settings.remote_workers:
@@ -173,7 +173,7 @@ def fingerprint(
         ),
         host_ports=placement.host_ports,
         remote_workers=sorted(worker.docker_host for worker in settings.remote_workers),
-        bindings=bindings(settings),
+        bindings=bindings(settings, placement),
         secret_hashes=dict(sorted((secret_hashes or {}).items())),
     )
 

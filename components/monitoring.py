@@ -36,7 +36,7 @@ def monitoring_output(
 ) -> dict[str, Any]:
     """The plain JSON the stack exports as ``monitoring`` (``sampling``: the dev stack's run summary)."""
     containers = [
-        _limits(settings.container_name(service), service, config.resources)
+        _limits(placement.app_containers[service], service, config.resources)
         for service, config in settings.services.items()
     ]
     # The servers this stack runs: its own ones, then the shared ones it owns (the order of earlier exports).

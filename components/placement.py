@@ -84,8 +84,8 @@ class StackPlacement:
     redis: ServerPlacement
     mqtt: ServerPlacement | None
     edge: ServerPlacement
-    # The app containers' names (remote workers run on other hosts and are not listed).
-    app_containers: tuple[str, ...]
+    # The app containers' names by service (remote workers run on other hosts and are not listed).
+    app_containers: Mapping[str, str]
     internal_network: str
     # The data network this environment's containers meet shared servers on, if any server is shared.
     data_network: str | None
@@ -108,7 +108,7 @@ class StackPlacement:
     def containers(self) -> list[str]:
         """The containers this stack declares on its host."""
         servers = [server.container for server in self.servers.values() if server.declared]
-        return sorted([*self.app_containers, *servers])
+        return sorted([*self.app_containers.values(), *servers])
 
     @property
     def volumes(self) -> list[str]:
@@ -197,7 +197,7 @@ def stack_placement(settings: EnvironmentConfig) -> StackPlacement:
         redis=redis,
         mqtt=mqtt,
         edge=edge,
-        app_containers=tuple(settings.container_name(service) for service in settings.services),
+        app_containers={service: settings.container_name(service) for service in settings.services},
         internal_network=internal,
         data_network=data_network,
         declared_data_networks=declared_data if owns_shared else {},
