@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -44,11 +44,18 @@ def mask_text(text: str, *secrets: str) -> str:
 
 
 def url_password(url: str) -> str:
-    """The password inside ``url`` ('' if none), so messages can be scrubbed of it."""
+    """The password inside ``url`` ('' if none), decoded as the server sees and may echo it, so
+    messages can be scrubbed of it."""
     try:
-        return urlsplit(url).password or ""
+        return unquote(urlsplit(url).password or "")
     except ValueError:
         return ""
+
+
+def mask_url_in(message: str, url: str) -> str:
+    """``message`` with ``url`` and its password (as written or decoded) masked wherever they appear."""
+    masked = message.replace(url, mask_url(url)) if url else message
+    return mask_text(masked, url_password(url)) if url else mask_text(masked)
 
 
 URL_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE (percent-encode special characters in the password)"

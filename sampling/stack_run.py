@@ -30,13 +30,13 @@ import psycopg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cli_support.commands import Command, ExitCode, run_command
-from cli_support.database_urls import mask_text, mask_url, url_password
+from cli_support.database_urls import mask_text, mask_url, mask_url_in, url_password
 from sampling.config import SamplingConfig, load_config, with_overrides
 from sampling.engine import run
 from sampling.errors import ConfigError, SamplingError, check_database_url
 from sampling.model import target_name
 from sampling.readiness import LoginRefused, wait_until_accepting
-from sampling.vault import VaultSyncError, mask_secret_in, sync_vault
+from sampling.vault import VaultSyncError, sync_vault
 
 SOURCE_URL_ENV = "SAMPLING_SOURCE_URL"
 TARGET_URL_ENV = "SAMPLING_TARGET_URL"
@@ -185,12 +185,12 @@ def stack_run(
     except psycopg.Error as error:
         raise SamplingError(
             "the sample was loaded, but the vault sync could not read the posts of the development database "
-            f"{mask_url(target_url)} ({TARGET_URL_ENV}): {mask_secret_in(str(error).strip(), target_url)}; "
+            f"{mask_url(target_url)} ({TARGET_URL_ENV}): {mask_url_in(str(error).strip(), target_url)}; "
             "check that its role may read the posts table (sampling.vault.posts_table)"
         ) from None
     except (VaultSyncError, OSError) as error:
         raise SamplingError(
-            f"the sample was loaded, but the vault sync failed: {mask_secret_in(str(error), target_url)}"
+            f"the sample was loaded, but the vault sync failed: {mask_url_in(str(error), target_url)}"
         ) from None
     root_fraction = config.roots[0].fraction if len({root.fraction for root in config.roots}) == 1 else None
     return StackRunSummary(

@@ -53,7 +53,7 @@ from rich.filesize import decimal
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from cli_support.commands import Command, ExitCode, run_command
-from cli_support.database_urls import mask_text, mask_url, url_problem
+from cli_support.database_urls import mask_url, mask_url_in, url_problem
 
 DEFAULT_TEMPLATE = "{storage_shard}/{storage_key}.{format}"
 DEFAULT_VARIANT_SUFFIX = "_upscaled.webp"
@@ -156,22 +156,6 @@ class VaultSyncSummary:
             "posts_without_path": self.posts_without_path,
             "failed": {"count": self.failed_count, "sample": list(self.failed_sample)},
         }
-
-
-# --------------------------------------------------------------------------------------------------
-# Secrets in URLs
-
-
-def mask_secret_in(message: str, url: str) -> str:
-    """``message`` with the URL and its password masked wherever they appear."""
-    try:
-        password = psycopg.conninfo.conninfo_to_dict(url).get("password") if url else None
-    except psycopg.ProgrammingError:  # not a parseable URL: the regexes below still mask its password
-        password = None
-    masked = message.replace(url, mask_url(url)) if url else message
-    if password:
-        masked = masked.replace(str(password), "***")
-    return mask_text(masked)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -815,13 +799,13 @@ def _run(args: argparse.Namespace) -> int:
         setting = "--target-db" if args.target_db else TARGET_URL_ENV
         stderr.print(
             f"error: reading table {args.posts_table!r} of the development database {mask_url(url)} "
-            f"(from {setting}) failed: {mask_secret_in(str(exc).strip(), url)}; check {setting}, that the "
+            f"(from {setting}) failed: {mask_url_in(str(exc).strip(), url)}; check {setting}, that the "
             "database is running and that its role may read the table (--posts-table)",
             markup=False,
         )
         return ExitCode.FAILED
     except (VaultSyncError, OSError) as exc:
-        stderr.print(f"error: {mask_secret_in(str(exc), url)}", markup=False)
+        stderr.print(f"error: {mask_url_in(str(exc), url)}", markup=False)
         return ExitCode.FAILED
     stderr.print(_summary_line(summary), markup=False)
     if args.json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli_support.database_urls import mask_text, mask_url, url_password, url_problem
+from cli_support.database_urls import mask_text, mask_url, mask_url_in, url_password, url_problem
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,15 @@ def test_mask_text_hides_urls_in_a_message_and_the_given_secrets() -> None:
         == 'connection to postgresql://u:***@h/db failed; role reader password "***"'
     )
     assert url_password("postgresql://u:pw1@h/db") == "pw1" and url_password("postgresql://u@h/db") == ""
+
+
+def test_a_message_loses_the_url_and_its_password_as_written_and_as_decoded() -> None:
+    url = "postgresql://sampler:p%40ss-w0rd@db.internal:5433/dev"
+    message = f"cannot reach {url}; the server said: password p@ss-w0rd rejected"
+    masked = mask_url_in(message, url)
+    assert "p%40ss-w0rd" not in masked and "p@ss-w0rd" not in masked
+    assert masked == "cannot reach postgresql://sampler:***@db.internal:5433/dev; the server said: password *** rejected"
+    assert url_password(url) == "p@ss-w0rd"
 
 
 def test_url_problem_names_the_fix_and_not_the_password() -> None:
