@@ -34,11 +34,13 @@ from ops.monitoring import (
 )
 
 Environment = Literal["production", "development"]
+# A server of this stack's own, or one server for both environments (run by production).
+Mode = Literal["dedicated", "shared"]
 # Who runs a server, from one stack's point of view (components/placement.py).
 Role = Literal["own", "shared-owner", "shared-guest"]
 
 
-def role(mode: str, environment: str) -> Role:
+def role(mode: Mode, environment: Environment) -> Role:
     """The one rule: in shared mode production runs the server and development is its guest."""
     if mode != "shared":
         return "own"
@@ -189,7 +191,7 @@ class DatabaseSettings(Settings):
 
     # dedicated: a server container per environment (004 §3). shared: one server for both
     # environments, owned by the production stack, a database (or table prefix) each (004 §3 alt., 000).
-    mode: Literal["dedicated", "shared"] = "dedicated"
+    mode: Mode = "dedicated"
     name: Identifier = Field(examples=["makapix_dev"])
     table_prefix: str = Field(default="", pattern=r"^([a-z][a-z0-9_]*_)?$", examples=["dev_"])
     user: Identifier = Field(examples=["makapix"])
@@ -211,7 +213,7 @@ class DatabaseSettings(Settings):
 class RedisSettings(Settings):
     """Redis: broker, results and cache (000: a DB index per environment on a shared server)."""
 
-    mode: Literal["dedicated", "shared"] = "dedicated"
+    mode: Mode = "dedicated"
     db_index: int = Field(default=0, ge=0, le=15, examples=[0])
 
 
@@ -225,7 +227,7 @@ class MqttGuest(Settings):
 class MqttSettings(Settings):
     """MQTT broker (004 §7): a broker per environment, or one shared broker with topic prefixes."""
 
-    mode: Literal["dedicated", "shared"] = "dedicated"
+    mode: Mode = "dedicated"
     public_port: Port = Field(examples=[8884])
     topic_prefix: str = Field(pattern=r"^[A-Za-z0-9_-]+$", examples=["makapix-dev"])
     username: str = Field(pattern=r"^[A-Za-z0-9_-]+$", examples=["makapix-dev-api"])

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.config import EnvironmentConfig
+from components.config import EnvironmentConfig, Mode
 from components.placement import StackPlacement, stack_placement
 
 
@@ -78,19 +78,19 @@ def bindings(settings: EnvironmentConfig, placement: StackPlacement) -> list[Bin
 
 
 class DatabaseFacts(_Facts):
-    mode: str
+    mode: Mode
     name: str
     table_prefix: str
     user: str
 
 
 class RedisFacts(_Facts):
-    mode: str
+    mode: Mode
     db_index: int
 
 
 class MqttFacts(_Facts):
-    mode: str
+    mode: Mode
     topic_prefix: str
     username: str
 

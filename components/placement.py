@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from components.config import EnvironmentConfig
+from components.config import EnvironmentConfig, Mode
 from components.config import Role as Role  # re-exported: the placement's vocabulary
 from components.config import role as role
 from components.container import owner_labels
@@ -150,7 +150,7 @@ def stack_placement(settings: EnvironmentConfig) -> StackPlacement:
     declared_data = {served: settings.shared_network_name(served) for served in settings.served_environments}
     internal = settings.network_name("internal")
 
-    def server(kind: ServerKind, mode: str, ports: list[HostPort], alias: str | None) -> ServerPlacement:
+    def server(kind: ServerKind, mode: Mode, ports: list[HostPort], alias: str | None) -> ServerPlacement:
         placed = role(mode, environment)
         if placed == "own":
             networks: tuple[str, ...] = (internal,)
