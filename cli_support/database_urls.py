@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -44,18 +45,23 @@ def mask_text(text: str, *secrets: str) -> str:
 
 
 def url_password(url: str) -> str:
-    """The password inside ``url`` ('' if none), decoded as the server sees and may echo it, so
-    messages can be scrubbed of it."""
+    """The password ``url`` carries ('' if none) in the authority, the query (``?password=``) or a
+    key=value conninfo, decoded as the server sees and may echo it, so messages can be scrubbed of it."""
     try:
-        return unquote(urlsplit(url).password or "")
-    except ValueError:
+        return str(conninfo_to_dict(url).get("password") or "")
+    except psycopg.ProgrammingError:  # not parseable: mask_text's patterns still find a URL's password
         return ""
 
 
 def mask_url_in(message: str, url: str) -> str:
-    """``message`` with ``url`` and its password (as written or decoded) masked wherever they appear."""
-    masked = message.replace(url, mask_url(url)) if url else message
-    return mask_text(masked, url_password(url)) if url else mask_text(masked)
+    """``message`` with ``url`` masked, and its password wherever it appears: as written in the URL
+    (percent-encoded) and decoded."""
+    if not url:
+        return mask_text(message)
+    written = ""
+    with contextlib.suppress(ValueError):
+        written = urlsplit(url).password or ""
+    return mask_text(message.replace(url, mask_url(url)), url_password(url), written)
 
 
 URL_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE (percent-encode special characters in the password)"

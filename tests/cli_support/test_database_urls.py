@@ -41,6 +41,21 @@ def test_a_message_loses_the_url_and_its_password_as_written_and_as_decoded() ->
     assert url_password(url) == "p@ss-w0rd"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://sampler:s3cretpw@db/dev",
+        "postgresql://sampler@db/dev?password=s3cretpw",
+        "host=db user=sampler password=s3cretpw dbname=dev",
+    ],
+)
+def test_the_password_echoed_alone_is_masked_whichever_form_the_url_has(url: str) -> None:
+    assert url_password(url) == "s3cretpw"
+    assert mask_url_in("the server said: password s3cretpw rejected", url) == (
+        "the server said: password *** rejected"
+    )
+
+
 def test_url_problem_names_the_fix_and_not_the_password() -> None:
     assert url_problem("postgresql://u:pw@h:5432/db") is None
     bad_port = url_problem("postgresql://u:s3cret@h:99999/db")
