@@ -16,6 +16,7 @@ from cli_support.database_urls import mask_text, mask_url, mask_url_in, url_pass
             "postgresql://owner@db/makapix?password=***&sslmode=require",
         ),
         ("host=db password='s3 cret' dbname=makapix", "host=db password=*** dbname=makapix"),
+        ("host=db password=s3cret dbname=makapix", "host=db password=*** dbname=makapix"),
         ("postgresql://owner@db/makapix", "postgresql://owner@db/makapix"),
     ],
 )
